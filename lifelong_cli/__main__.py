@@ -1,0 +1,3 @@
+from lifelong_cli.cli.app import main
+
+main()

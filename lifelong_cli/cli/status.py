@@ -1,0 +1,147 @@
+"""status, audit, doctor: reading the state."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+from lifelong_cli.cli._common import JsonOpt, app_ctx, run, when
+from lifelong_cli.errors import UsageError
+
+
+def status(
+    tctx: typer.Context,
+    json_out: JsonOpt = False,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes with --watch.")] = 2.0,
+) -> None:
+    """One screen: serving (stable, canary, fallback), training (stopped? running?), data
+    freshness, drift, open incidents, and what to run next. Changes nothing."""
+    from lifelong_cli.ops.status import status as op
+
+    ctx = app_ctx(tctx, json_out=json_out)
+    if watch:
+        if ctx.json:
+            run(ctx, _raise(UsageError("--watch and --json do not combine", hint="poll `llctl status --json` instead")),
+                lambda c, r: None)
+        _watch(ctx, op, interval)
+        return
+    run(ctx, lambda: op(ctx), lambda c, r: c.out().print(_status_table(r)))
+
+
+def _raise(exc: Exception):
+    def f():
+        raise exc
+    return f
+
+
+def _watch(ctx, op, interval: float) -> None:
+    from rich.live import Live
+
+    def body():
+        try:
+            return _status_table(op(ctx))
+        except Exception as exc:  # keep watching through a store blip; show it
+            return f"[red]{type(exc).__name__}: {exc}[/red]"
+
+    try:
+        with Live(body(), console=ctx.out(), auto_refresh=False, screen=False) as live:
+            while True:
+                time.sleep(max(interval, 0.25))
+                live.update(body(), refresh=True)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+def _status_table(r):
+    from rich.table import Table
+
+    s, t, d, dr = r.serving, r.training, r.data, r.drift
+    tbl = Table(title=f"llctl status · model {r.model} · {when(r.now)}", show_header=False, title_justify="left")
+    tbl.add_column(style="bold")
+    tbl.add_column()
+    canary = f"v{s['canary_version']} at {s['canary_share']:.0%} ({s['canary_state']})" if s["canary_version"] else "none"
+    tbl.add_row("serving", f"stable {('v' + str(s['stable_version'])) if s['stable_version'] else 'none'} · canary {canary} · generation {s['generation']}")
+    tbl.add_row("fallback", f"[red]ON[/red] ({s['fallback_strategy']}) since {when(s['fallback_since'])}" if s["fallback"] else "off")
+    if t["stopped"]:
+        tr = f"[red]STOPPED[/red] by {t['stopped_by']} at {when(t['stopped_at'])}: {t['stop_reason']}"
+    elif t["running"]:
+        tr = f"running ({t['lease_holder']})"
+    else:
+        tr = "idle"
+    tbl.add_row("training", tr)
+    tbl.add_row("versions", f"{t['versions']} · head {('v' + str(t['head_version'])) if t['head_version'] else 'none'}"
+                + (f" · latest v{t['latest_version']} ({t['latest_verdict'] or 'not validated'})" if t["latest_version"] else ""))
+    age = d["last_ingest_age_seconds"]
+    fresh = f"last ingest {when(d['last_ingest_at'])} ({_age(age)} ago)" if age is not None else "no data ingested"
+    tbl.add_row("data", f"{d['batches']} batch(es), {d['rows_accepted']} rows, {d['rows_quarantined']} quarantined, "
+                f"{d['batches_rejected']} rejected · {fresh} · {d['active_purge_rules']} active purge rule(s)")
+    if dr.get("batch") is None:
+        tbl.add_row("drift", "not checked yet")
+    else:
+        tbl.add_row("drift", (f"[red]drift[/red] in batch {dr['batch']}: {', '.join(dr['features'])}" if dr["drifted"]
+                              else f"none in batch {dr['batch']}"))
+    tbl.add_row("incidents", ", ".join(f"#{i['id']} {i['title']} ({i['severity']})" for i in r.incidents) or "none open")
+    for i, step in enumerate(r.next):
+        tbl.add_row("next" if i == 0 else "", step)
+    return tbl
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+def audit(
+    tctx: typer.Context,
+    verb: Annotated[str | None, typer.Option("--verb", help="Only this verb, e.g. stop-training.")] = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="Only entries by this actor.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO time or a duration: 30m, 2h, 7d.")] = None,
+    incident: Annotated[int | None, typer.Option("--incident", help="Only entries linked to this incident.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many (the newest).")] = 100,
+    json_out: JsonOpt = False,
+) -> None:
+    """The audit log: who did what, when, why, and how it ended. Changes nothing."""
+    from lifelong_cli.ops.audit import audit as op
+
+    ctx = app_ctx(tctx, json_out=json_out)
+
+    def render(ctx, r) -> None:
+        from rich.table import Table
+
+        if not r.entries:
+            ctx.out().print("no audit entries match", markup=False)
+            return
+        tbl = Table("id", "time", "actor", "verb", "outcome", "reason", "incident")
+        for e in r.entries:
+            tbl.add_row(str(e["id"]), when(e["ts"]), e["actor"], e["verb"], e["outcome"], e["reason"] or "",
+                        str(e["incident_id"] or ""))
+        ctx.out().print(tbl)
+
+    run(ctx, lambda: op(ctx, verb=verb, actor=actor, since=since, incident=incident, limit=limit), render)
+
+
+def doctor(tctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Check the workspace: config, store reachable, migrations current, singleton rows,
+    deployment pointers, data and registry paths, leftovers of interrupted writes.
+    Exit 3 when anything needs attention; each finding says what to do."""
+    from lifelong_cli.ops.doctor import doctor as op
+
+    ctx = app_ctx(tctx, json_out=json_out)
+
+    def render(ctx, r) -> None:
+        for c in r.checks:
+            mark = "[green]ok[/green]  " if c.ok else "[red]FAIL[/red]"
+            ctx.out().print(f"{mark} {c.name}: {c.detail}")
+            if c.hint and not c.ok:
+                ctx.out().print(f"      hint: {c.hint}", markup=False)
+        ctx.out().print("all checks passed" if r.ok else f"{len(r.findings)} finding(s)", markup=False)
+
+    run(ctx, lambda: op(ctx), render, exit_code=lambda r: 0 if r.ok else 3)

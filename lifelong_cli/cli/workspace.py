@@ -1,0 +1,68 @@
+"""init, config show, db upgrade."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from lifelong_cli.cli._common import JsonOpt, YesOpt, app_ctx, confirm, run
+
+config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+db_app = typer.Typer(help="State store maintenance.", no_args_is_help=True)
+
+
+def init(
+    tctx: typer.Context,
+    directory: Annotated[str | None, typer.Argument(help="Workspace directory (default: here).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rewrite llctl.yaml (the old one is kept as a .bak).")] = False,
+    store_url: Annotated[str | None, typer.Option("--store-url", help="Write this store URL (no password) into llctl.yaml.")] = None,
+    yes: YesOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create a workspace: llctl.yaml (every key documented), .llctl/ (state DB, data,
+    artifacts), and the state store at the current schema. Re-running only upgrades the store."""
+    from lifelong_cli.ops.init import init as op
+
+    ctx = app_ctx(tctx, json_out=json_out)
+
+    def render(ctx, r) -> None:
+        ctx.out().print(r.message, markup=False)
+        if r.backup:
+            ctx.out().print(f"previous config kept as {r.backup}", markup=False)
+        ctx.out().print(f"next: {r.next}", markup=False)
+
+    def go():
+        if force:
+            target = f"{directory}/llctl.yaml" if directory else "llctl.yaml"
+            confirm(ctx, f"rewrite {target} from the example (the current one is kept as a .bak)?", yes=yes)
+        return op(ctx, directory=directory, force=force, store_url=store_url)
+
+    run(ctx, go, render)
+
+
+@config_app.command("show")
+def config_show(tctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """The merged configuration (file < LLCTL_* env < flags), secrets masked."""
+    from lifelong_cli.ops.config_show import config_show as op
+
+    ctx = app_ctx(tctx, json_out=json_out)
+
+    def render(ctx, r) -> None:
+        import yaml
+
+        ctx.out().print(f"# {r.path or 'defaults (no llctl.yaml)'}", markup=False)
+        for key, src in sorted(r.sources.items()):
+            ctx.out().print(f"# {key} from {src}", markup=False)
+        ctx.out().print(yaml.safe_dump(r.config, sort_keys=False).rstrip(), markup=False)
+
+    run(ctx, lambda: op(ctx), render)
+
+
+@db_app.command("upgrade")
+def db_upgrade(tctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Apply pending schema migrations to the state store (safe to re-run)."""
+    from lifelong_cli.ops.db_upgrade import db_upgrade as op
+
+    ctx = app_ctx(tctx, json_out=json_out)
+    run(ctx, lambda: op(ctx), lambda c, r: c.out().print(r.message, markup=False))

@@ -1,0 +1,252 @@
+"""Configuration: one validated ``Settings`` built from, in rising precedence,
+``./llctl.yaml`` or ``--config FILE``, ``LLCTL_<SECTION>__<KEY>`` environment variables, and
+flags (``--set section.key=value``, ``--store-url``). Relative paths are relative to the
+config file's directory (the workspace)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lifelong_cli.errors import ConfigError, WorkspaceNotFoundError
+
+CONFIG_NAME = "llctl.yaml"
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
+ENV_PREFIX = "LLCTL_"
+# Environment variables that are not config keys.
+ENV_NON_CONFIG = {"LLCTL_CONFIG", "LLCTL_ACTOR", "LLCTL_DEBUG"}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreSettings(_Section):
+    url: str = Field("sqlite:///.llctl/state.db", description="SQLAlchemy URL of the state store")
+
+
+class FeatureSpec(_Section):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    type: Literal["float", "int", "category", "string", "bool"] = "float"
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+
+
+class DataSettings(_Section):
+    root: str = ".llctl/data"
+    key: str = "example_id"
+    event_time: str = "event_time"
+    label: str = "label"
+    label_type: Literal["category", "float", "int"] = "category"
+    label_categories: list[str] | None = None
+    features: list[FeatureSpec] = Field(default_factory=list)
+    max_bad_fraction: float = Field(0.2, ge=0.0, le=1.0)
+    orphan_label_window_hours: float = Field(24.0, ge=0.0)
+    holdout_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    chunk_rows: int = Field(65_536, ge=1_000)
+    max_field_bytes: int = Field(1_000_000, ge=1_000)
+
+    @field_validator("features")
+    @classmethod
+    def _unique_names(cls, v: list[FeatureSpec]) -> list[FeatureSpec]:
+        names = [f.name for f in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate feature names: {', '.join(dupes)}")
+        return v
+
+
+class DriftSettings(_Section):
+    backend: Literal["scipy", "alibi"] = "scipy"
+    on_ingest: bool = True
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    correction: Literal["bonferroni", "fdr"] = "bonferroni"
+    reference_rows: int = Field(10_000, ge=100)
+    null_rate_tolerance: float = Field(0.05, ge=0.0, le=1.0)
+    min_samples: int = Field(30, ge=1)
+
+
+class RegistrySettings(_Section):
+    kind: Literal["local", "mlflow"] = "local"
+    root: str = ".llctl/artifacts"
+    tracking_uri: str | None = None
+    experiment: str = "llctl"
+
+
+class TrainingSettings(_Section):
+    lease_ttl_seconds: float = Field(30.0, gt=0.0)
+    heartbeat_seconds: float = Field(1.0, gt=0.0)
+
+
+class ServingSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8700, ge=1, le=65535)
+    replicas: list[str] = Field(default_factory=list)
+    admin_token_env: str = "LLCTL_ADMIN_TOKEN"
+
+
+class Settings(_Section):
+    model: str = Field("model", pattern=r"^[A-Za-z0-9_.-]+$", description="the model's name")
+    store: StoreSettings = StoreSettings()
+    data: DataSettings = DataSettings()
+    drift: DriftSettings = DriftSettings()
+    registry: RegistrySettings = RegistrySettings()
+    training: TrainingSettings = TrainingSettings()
+    serving: ServingSettings = ServingSettings()
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    settings: Settings
+    path: Path | None  # None when running on defaults (no file)
+    workspace: Path
+    sources: Mapping[str, str]  # dotted key -> where it came from (file, env var, flag)
+
+    def resolve(self, p: str) -> Path:
+        path = Path(p).expanduser()
+        return path if path.is_absolute() else self.workspace / path
+
+    @property
+    def store_url(self) -> str:
+        url = self.settings.store.url
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            rel = url[len("sqlite:///") :]
+            if rel and rel != ":memory:":
+                return "sqlite:///" + str(self.resolve(rel))
+        return url
+
+    @property
+    def state_dir(self) -> Path:
+        return self.workspace / ".llctl"
+
+    @property
+    def data_root(self) -> str:
+        r = self.settings.data.root
+        return r if "://" in r else str(self.resolve(r))
+
+    @property
+    def registry_root(self) -> Path:
+        return self.resolve(self.settings.registry.root)
+
+    def masked(self) -> dict[str, Any]:
+        """The merged config as a dict with secrets masked (for `config show`)."""
+        return _mask(self.settings.model_dump(mode="json"))
+
+
+_SECRET_KEY = re.compile(r"password|secret|token$", re.I)
+_URL_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]*(@)")
+
+
+def _mask(obj: Any, key: str = "") -> Any:
+    if isinstance(obj, dict):
+        return {k: _mask(v, k) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_mask(v, key) for v in obj]
+    if isinstance(obj, str):
+        if _SECRET_KEY.search(key) and not key.endswith("_env"):
+            return "***"
+        return _URL_PASSWORD.sub(r"\1***\2", obj)
+    return obj
+
+
+def _set_dotted(d: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    cur = d
+    for p in parts[:-1]:
+        nxt = cur.get(p)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            cur[p] = nxt
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def _scalar(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def find_config(explicit: str | os.PathLike | None, env: Mapping[str, str], cwd: Path) -> Path | None:
+    """--config, then LLCTL_CONFIG, then ./llctl.yaml; None if none exists (and none was named)."""
+    named = explicit or env.get("LLCTL_CONFIG")
+    if named:
+        p = Path(named).expanduser()
+        p = p if p.is_absolute() else cwd / p
+        if not p.is_file():
+            raise WorkspaceNotFoundError(
+                f"config file {p} does not exist", hint="pass an existing file to --config, or run `llctl init`"
+            )
+        return p
+    p = cwd / CONFIG_NAME
+    return p if p.is_file() else None
+
+
+def load_config(
+    *,
+    explicit: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    require_file: bool = True,
+) -> LoadedConfig:
+    env = os.environ if env is None else env
+    cwd = cwd or Path.cwd()
+    path = find_config(explicit, env, cwd)
+    if path is None and require_file:
+        raise WorkspaceNotFoundError(
+            f"no {CONFIG_NAME} in {cwd}",
+            hint="run `llctl init` here, cd into a workspace, or pass --config FILE",
+        )
+    raw: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    label = str(path) if path else "defaults"
+    if path is not None:
+        try:
+            loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})",
+                              hint=f"fix the file; `llctl init --force` rewrites a fresh {CONFIG_NAME}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of sections", hint="see config.example.yaml")
+        raw = loaded
+    for name, value in sorted(env.items()):
+        if name.startswith(ENV_PREFIX) and name not in ENV_NON_CONFIG and "__" in name:
+            dotted = name[len(ENV_PREFIX) :].lower().replace("__", ".")
+            _set_dotted(raw, dotted, _scalar(value))
+            sources[dotted] = f"environment variable {name}"
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(raw, dotted, _scalar(value) if isinstance(value, str) else value)
+        sources[dotted] = "flag"
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        src = next((s for k, s in sources.items() if key == k or key.startswith(k + ".")), label)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(
+            f"{src}: {key}: {msg}{more}",
+            hint="config.example.yaml documents every key and its allowed values",
+            key=key,
+            source=src,
+        ) from None
+    workspace = path.parent if path else cwd
+    return LoadedConfig(settings=settings, path=path, workspace=workspace, sources=sources)

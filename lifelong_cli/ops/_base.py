@@ -1,0 +1,73 @@
+"""What every op shares: result serialisation and the audited transaction."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lifelong_cli.errors import LlctlError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from lifelong_cli.context import AppContext
+
+
+def jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set | frozenset):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, datetime):
+        return obj.isoformat().replace("+00:00", "Z")
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, Enum):
+        return obj.value
+    return obj
+
+
+class Result:
+    """Mixin for frozen result dataclasses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable(self)
+
+
+@dataclasses.dataclass
+class AuditEntry:
+    """Filled in by the op inside ``audited``: what the audit row should say."""
+
+    outcome: str = "ok"
+    detail: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@contextmanager
+def audited(
+    ctx: AppContext, verb: str, *, args: Mapping[str, Any], reason: str | None = None
+) -> Iterator[tuple[Connection, AuditEntry]]:
+    """Run a state change and its audit entry in one transaction.
+
+    If the op raises an LlctlError the change is rolled back and the refusal is audited on its own."""
+    from lifelong_cli.store import audit
+
+    entry = AuditEntry()
+    try:
+        with ctx.store.transaction() as conn:
+            yield conn, entry
+            audit.append(conn, ts=ctx.now(), actor=ctx.actor, verb=verb, args=args, reason=reason,
+                         outcome=entry.outcome, detail=entry.detail)
+    except LlctlError as exc:
+        if exc.kind == "unavailable":
+            raise
+        with ctx.store.transaction() as conn:
+            audit.append(conn, ts=ctx.now(), actor=ctx.actor, verb=verb, args=args, reason=reason,
+                         outcome="refused", detail={"error": exc.message, "exit_code": exc.exit_code})
+        raise

@@ -1,0 +1,33 @@
+"""db upgrade: apply pending schema migrations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lifelong_cli.ops._base import Result
+from lifelong_cli.store import audit
+
+if TYPE_CHECKING:
+    from lifelong_cli.context import AppContext
+
+
+@dataclass(frozen=True)
+class DbUpgradeResult(Result):
+    store: str
+    revision_before: str | None
+    revision: str
+    changed: bool
+    message: str
+
+
+def db_upgrade(ctx: AppContext) -> DbUpgradeResult:
+    """Bring the state store to this llctl's schema (idempotent)."""
+    store = ctx.raw_store
+    before, after = store.upgrade()
+    changed = before != after
+    with store.transaction() as conn:
+        audit.append(conn, ts=ctx.now(), actor=ctx.actor, verb="db-upgrade", args={}, reason=None,
+                      outcome="ok" if changed else "noop", detail={"from": before, "to": after})
+    msg = f"store upgraded from {before or 'empty'} to {after}" if changed else f"store already at {after}"
+    return DbUpgradeResult(store=store.display_url, revision_before=before, revision=after, changed=changed, message=msg)

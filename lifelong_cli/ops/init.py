@@ -1,0 +1,85 @@
+"""init: create (or bring up to date) a workspace."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lifelong_cli.config import CONFIG_NAME, load_config
+from lifelong_cli.errors import ConfigError, UsageError
+from lifelong_cli.ops._base import Result
+from lifelong_cli.ops.fsutil import atomic_write_text
+
+if TYPE_CHECKING:
+    from lifelong_cli.context import AppContext
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"
+
+
+@dataclass(frozen=True)
+class InitResult(Result):
+    workspace: Path
+    config: Path
+    config_written: bool
+    backup: Path | None
+    store: str
+    revision_before: str | None
+    revision: str
+    created: list[str]
+    message: str
+    next: str
+
+
+def init(ctx: AppContext, *, directory: str | None = None, force: bool = False,
+         store_url: str | None = None) -> InitResult:
+    """Write ``llctl.yaml`` (unless one exists; ``force`` rewrites it, keeping a backup),
+    create ``.llctl/`` and bring the state store to the current schema. Safe to re-run."""
+    ws = Path(directory).expanduser() if directory else ctx.cwd
+    ws = ws if ws.is_absolute() else ctx.cwd / ws
+    if ws.exists() and not ws.is_dir():
+        raise UsageError(f"{ws} exists and is not a directory", hint="pass a directory to `llctl init`")
+    if store_url and re.search(r"://[^:/@]+:[^@]+@", store_url):
+        raise ConfigError("--store-url must not contain a password (it would be written to llctl.yaml)",
+                          hint="put the password in PGPASSWORD (or ~/.pgpass) and pass the URL without it")
+    ws.mkdir(parents=True, exist_ok=True)
+    cfg_path = ws / CONFIG_NAME
+    written, backup, created = False, None, []
+    if not cfg_path.exists() or force:
+        text = EXAMPLE.read_text(encoding="utf-8")
+        if store_url:
+            text = re.sub(r"(?m)^(\s*url:\s*).*$", lambda m: m.group(1) + store_url, text, count=1)
+        if cfg_path.exists():
+            backup = cfg_path.with_name(f"{CONFIG_NAME}.bak.{ctx.now():%Y%m%dT%H%M%S}")
+            cfg_path.rename(backup)
+        atomic_write_text(cfg_path, text)
+        written = True
+        created.append(str(cfg_path))
+    loaded = load_config(explicit=cfg_path, env=ctx.env, overrides=ctx.overrides, cwd=ws)
+    for d in (loaded.state_dir, Path(loaded.data_root), loaded.registry_root):
+        if "://" in str(d):
+            continue
+        if not d.exists():
+            d.mkdir(parents=True)
+            created.append(str(d))
+    from lifelong_cli.store.db import Store
+
+    store = Store(loaded.store_url)
+    try:
+        before, after = store.upgrade()
+    finally:
+        store.dispose()
+    verb = "initialised" if written and not backup else "updated"
+    return InitResult(
+        workspace=ws,
+        config=cfg_path,
+        config_written=written,
+        backup=backup,
+        store=store.display_url,
+        revision_before=before,
+        revision=after,
+        created=created,
+        message=f"workspace {verb} at {ws} (store at schema {after})",
+        next=f"edit {cfg_path} to describe your data, then `llctl ingest FILE`; `llctl status` shows the state",
+    )

@@ -1,0 +1,194 @@
+"""The state store's tables (SQLAlchemy Core). Changes go through a migration in
+``migrations/versions``; ``HEAD_REVISION`` names the newest one so that a fast command can
+check the store is current without importing Alembic (a test keeps the two equal)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+HEAD_REVISION = "0001"
+
+metadata = MetaData()
+
+
+class UTCDateTime(TypeDecorator):
+    """Stored as naive UTC (SQLite has no time zones); always returned aware, in UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use an aware UTC datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("model", String(200), nullable=False),
+    Column("parent_id", Integer, ForeignKey("model_versions.id"), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("strategy", String(40), nullable=True),
+    Column("seq_from", Integer, nullable=True),
+    Column("seq_to", Integer, nullable=True),
+    Column("watermark", Integer, nullable=True),
+    Column("rows_trained", Integer, nullable=False, default=0),
+    Column("config_hash", String(64), nullable=True),
+    Column("lineage", JSON, nullable=False, default=dict),
+    Column("metrics", JSON, nullable=False, default=dict),
+    Column("artifacts", JSON, nullable=False, default=dict),
+    Column("registry_ref", String(500), nullable=True),
+)
+
+validations = Table(
+    "validations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version_id", Integer, ForeignKey("model_versions.id"), nullable=False, index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("verdict", String(20), nullable=False),
+    Column("gates", JSON, nullable=False, default=list),
+)
+
+deployment = Table(
+    "deployment",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("stable_version", Integer, ForeignKey("model_versions.id"), nullable=True),
+    Column("canary_version", Integer, ForeignKey("model_versions.id"), nullable=True),
+    Column("canary_share", Float, nullable=False, default=0.0),
+    Column("canary_step", Integer, nullable=True),
+    Column("canary_state", String(20), nullable=True),
+    Column("canary_started_at", UTCDateTime, nullable=True),
+    Column("fallback_mode", Boolean, nullable=False, default=False),
+    Column("fallback_strategy", String(60), nullable=True),
+    Column("fallback_since", UTCDateTime, nullable=True),
+    Column("training_head", Integer, ForeignKey("model_versions.id"), nullable=True),
+    Column("generation", Integer, nullable=False, default=0),
+    Column("updated_at", UTCDateTime, nullable=True),
+    Column("updated_by", String(200), nullable=True),
+)
+
+training_control = Table(
+    "training_control",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("stopped", Boolean, nullable=False, default=False),
+    Column("stopped_by", String(200), nullable=True),
+    Column("stopped_at", UTCDateTime, nullable=True),
+    Column("stop_reason", Text, nullable=True),
+    Column("resumed_by", String(200), nullable=True),
+    Column("resumed_at", UTCDateTime, nullable=True),
+    Column("resume_reason", Text, nullable=True),
+    Column("lease_holder", String(300), nullable=True),
+    Column("lease_token", String(64), nullable=True),
+    Column("lease_acquired_at", UTCDateTime, nullable=True),
+    Column("lease_heartbeat_at", UTCDateTime, nullable=True),
+    Column("lease_expires_at", UTCDateTime, nullable=True),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("input", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("rows_read", Integer, nullable=False, default=0),
+    Column("rows_accepted", Integer, nullable=False, default=0),
+    Column("rows_quarantined", Integer, nullable=False, default=0),
+    Column("rows_duplicate", Integer, nullable=False, default=0),
+    Column("rows_trainable", Integer, nullable=False, default=0),
+    Column("event_time_min", UTCDateTime, nullable=True),
+    Column("event_time_max", UTCDateTime, nullable=True),
+    Column("segment_path", Text, nullable=True),
+    Column("quarantine_path", Text, nullable=True),
+    Column("drifted", Boolean, nullable=True),
+    Column("drift", JSON, nullable=True),
+    Column("detail", JSON, nullable=False, default=dict),
+    UniqueConstraint("kind", "content_hash", name="uq_batches_kind_hash"),
+)
+
+purge_rules = Table(
+    "purge_rules",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("hard", Boolean, nullable=False, default=False),
+    Column("rows_affected", Integer, nullable=False, default=0),
+    Column("blast_radius", JSON, nullable=False, default=dict),
+    Column("undone_at", UTCDateTime, nullable=True),
+    Column("undone_by", String(200), nullable=True),
+    Column("undo_reason", Text, nullable=True),
+)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("severity", String(10), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("opened_by", String(200), nullable=False),
+    Column("closed_at", UTCDateTime, nullable=True),
+    Column("closed_by", String(200), nullable=True),
+    Column("summary", Text, nullable=True),
+)
+
+incident_notes = Table(
+    "incident_notes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("incident_id", Integer, ForeignKey("incidents.id"), nullable=False, index=True),
+    Column("ts", UTCDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("text", Text, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("ts", UTCDateTime, nullable=False, index=True),
+    Column("actor", String(200), nullable=False, index=True),
+    Column("verb", String(60), nullable=False, index=True),
+    Column("args", JSON, nullable=False, default=dict),
+    Column("reason", Text, nullable=True),
+    Column("outcome", String(20), nullable=False),
+    Column("detail", JSON, nullable=False, default=dict),
+    Column("incident_id", Integer, ForeignKey("incidents.id"), nullable=True, index=True),
+)

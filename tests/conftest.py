@@ -1,0 +1,91 @@
+"""Shared fixtures: a real workspace on SQLite, and on PostgreSQL when LLCTL_TEST_POSTGRES_URL is set
+(each PostgreSQL test gets a database of its own, dropped afterwards)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lifelong_cli.context import AppContext
+from lifelong_cli.ops.init import init
+
+PG_URL = os.environ.get("LLCTL_TEST_POSTGRES_URL")
+
+
+def _pg_database() -> Iterator[str]:
+    from sqlalchemy import create_engine, text
+
+    name = f"llctl_t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    base = PG_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request) -> str:
+    if request.param == "postgres" and not PG_URL:
+        pytest.skip("LLCTL_TEST_POSTGRES_URL is not set (.ci/run sets it)")
+    return request.param
+
+
+@pytest.fixture
+def store_url(backend: str, tmp_path: Path) -> Iterator[str | None]:
+    """None means the workspace default (SQLite in .llctl/)."""
+    if backend == "sqlite":
+        yield None
+    else:
+        yield from _pg_database()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, store_url: str | None) -> Path:
+    ws = tmp_path / "ws"
+    ctx = AppContext(cwd=tmp_path, env=_clean_env(store_url), actor="tester")
+    init(ctx, directory=str(ws))
+    return ws
+
+
+def _clean_env(store_url: str | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLCTL_")}
+    if store_url:
+        env["LLCTL_STORE__URL"] = store_url
+    return env
+
+
+@pytest.fixture
+def make_ctx(workspace: Path, store_url: str | None):
+    """Build an AppContext in the workspace (a new one per call, like a new CLI process)."""
+    made: list[AppContext] = []
+
+    def make(actor: str = "tester", **kw) -> AppContext:
+        ctx = AppContext(cwd=workspace, env=_clean_env(store_url), actor=actor, **kw)
+        made.append(ctx)
+        return ctx
+
+    yield make
+    for c in made:
+        c.close()
+
+
+@pytest.fixture
+def ctx(make_ctx) -> AppContext:
+    return make_ctx()
+
+
+@pytest.fixture
+def cli_env(store_url: str | None) -> dict[str, str]:
+    """Environment for running the real `llctl` in a subprocess against the test store."""
+    env = _clean_env(store_url)
+    env["LLCTL_ACTOR"] = "tester"
+    return env

@@ -1,0 +1,57 @@
+"""Running the real entry point, in-process (fast) or as a subprocess (the real binary)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def run_cli(args: list[str], *, cwd: Path, env: dict[str, str]) -> CliResult:
+    """Call `lifelong_cli.cli.app.main` in this process with its own cwd, env, stdout and stderr."""
+    from lifelong_cli.cli.app import main
+
+    out, err = io.StringIO(), io.StringIO()
+    old_cwd, old_env = os.getcwd(), dict(os.environ)
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(list(args))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        os.chdir(old_cwd)
+        os.environ.clear()
+        os.environ.update(old_env)
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def llctl_bin() -> str:
+    return str(Path(sys.executable).parent / "llctl")
+
+
+def run_bin(args: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 120,
+            stdin: str | None = None) -> CliResult:
+    p = subprocess.run([llctl_bin(), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                       input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)
+    return CliResult(p.returncode, p.stdout, p.stderr)

@@ -1,0 +1,73 @@
+"""stop-training / resume: idempotent, audited, and dry-run changes nothing (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lifelong_cli.errors import UsageError
+from lifelong_cli.ops.audit import audit
+from lifelong_cli.ops.resume import resume
+from lifelong_cli.ops.status import status
+from lifelong_cli.ops.stop_training import stop_training
+
+
+def test_stop_training_sets_flag_visible_in_status(ctx):
+    r = stop_training(ctx, reason="bad upstream")
+    assert r.changed and r.stopped_by == "tester" and r.reason == "bad upstream"
+    s = status(ctx)
+    assert s.training["stopped"] is True
+    assert s.training["stop_reason"] == "bad upstream"
+
+
+def test_second_stop_changes_nothing_and_names_who_stopped(make_ctx):
+    stop_training(make_ctx("alice"), reason="first")
+    r = stop_training(make_ctx("bob"), reason="second")
+    assert not r.changed
+    assert r.stopped_by == "alice"
+    assert "already stopped by alice" in r.message and "first" in r.message
+
+
+def test_resume_lifts_flag_and_is_idempotent(make_ctx):
+    stop_training(make_ctx("alice"), reason="x")
+    r1 = resume(make_ctx("bob"), reason="fixed")
+    assert r1.changed and r1.resumed_by == "bob" and r1.was_stopped_by == "alice"
+    r2 = resume(make_ctx("bob"))
+    assert not r2.changed
+    assert status(make_ctx()).training["stopped"] is False
+
+
+def test_stop_and_resume_are_audited_with_actor_reason_and_outcome(make_ctx):
+    stop_training(make_ctx("alice"), reason="nan burst")
+    stop_training(make_ctx("carol"), reason="again")
+    resume(make_ctx("bob"), reason="purged")
+    entries = audit(make_ctx()).entries
+    got = [(e["verb"], e["actor"], e["reason"], e["outcome"]) for e in entries if e["verb"] != "db-upgrade"]
+    assert got == [
+        ("stop-training", "alice", "nan burst", "ok"),
+        ("stop-training", "carol", "again", "noop"),
+        ("resume", "bob", "purged", "ok"),
+    ]
+
+
+def test_dry_run_changes_nothing_and_is_not_audited(ctx):
+    before = len(audit(ctx).entries)
+    r = stop_training(ctx, reason="x", dry_run=True)
+    assert r.dry_run and not r.changed and "would stop" in r.message
+    assert status(ctx).training["stopped"] is False
+    assert len(audit(ctx).entries) == before
+
+
+def test_stop_training_needs_a_reason(ctx):
+    with pytest.raises(UsageError):
+        stop_training(ctx, reason="  ")
+
+
+def test_audit_filters_by_verb_actor_and_since(make_ctx):
+    stop_training(make_ctx("alice"), reason="a")
+    resume(make_ctx("bob"))
+    assert [e["verb"] for e in audit(make_ctx(), verb="resume").entries] == ["resume"]
+    assert [e["actor"] for e in audit(make_ctx(), actor="alice").entries] == ["alice"]
+    assert audit(make_ctx(), since="1h").entries
+    assert not audit(make_ctx(), since="2999-01-01").entries
+    with pytest.raises(UsageError):
+        audit(make_ctx(), since="yesterday-ish")
