@@ -7,6 +7,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,6 +79,15 @@ class AppContext:
     @property
     def host_id(self) -> str:
         return f"{self.actor}@{socket.gethostname()} pid {os.getpid()}"
+
+    def say(self, text: str) -> None:
+        """One plain line on stdout (no rich: the emergency verbs' output path stays light)."""
+        sys.stdout.write(text + "\n")
+
+    def warn(self, text: str) -> None:
+        """One plain line on stderr."""
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
 
     def out(self) -> Console:
         if self.stdout is None:

@@ -34,17 +34,13 @@ def emit_json(doc: Any) -> None:
 def report_error(ctx: AppContext | None, exc: LlctlError) -> None:
     if ctx is not None and ctx.json:
         emit_json({"error": exc.to_dict()})
-    err = ctx.err() if ctx else None
-    line = f"error: {exc.message}"
-    if err is not None:
-        err.print(line, markup=False, style="bold red")
-        if exc.hint:
-            err.print(f"hint: {exc.hint}", markup=False)
-        caret = exc.details.get("caret") if exc.details else None
-        if caret:
-            err.print(caret, markup=False)
-    else:  # pragma: no cover - no context yet
-        print(line, file=sys.stderr)
+    lines = [f"error: {exc.message}"]
+    if exc.hint:
+        lines.append(f"hint: {exc.hint}")
+    caret = exc.details.get("caret") if exc.details else None
+    if caret:
+        lines.append(caret)
+    sys.stderr.write("\n".join(lines) + "\n")
 
 
 def run(
@@ -61,7 +57,7 @@ def run(
         report_error(ctx, exc)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        ctx.err().print("interrupted", markup=False)
+        ctx.warn("interrupted")
         if ctx.json:
             emit_json({"error": {"type": "Interrupted", "kind": "interrupted", "message": "interrupted",
                                  "exit_code": INTERRUPTED}})
@@ -70,7 +66,7 @@ def run(
         if ctx.debug:
             traceback.print_exc(file=sys.stderr)
         msg = f"internal error: {type(exc).__name__}: {exc}"
-        ctx.err().print(msg + ("" if ctx.debug else " (run with --debug for a traceback)"), markup=False, style="red")
+        ctx.warn(msg + ("" if ctx.debug else " (run with --debug for a traceback)"))
         if ctx.json:
             emit_json({"error": {"type": type(exc).__name__, "kind": "internal", "message": str(exc),
                                  "exit_code": INTERNAL}})

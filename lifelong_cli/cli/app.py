@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Annotated
 
@@ -67,6 +68,8 @@ app.add_typer(workspace.db_app, name="db")
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: usage errors become exit 2 (as JSON too under --json), Ctrl-C exit 130."""
+    # pydantic scans every installed distribution for plugins on first use (~10 ms); llctl uses none.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     args = sys.argv[1:] if argv is None else argv
     try:
         rv = app(args=args, prog_name="llctl", standalone_mode=False)

@@ -26,9 +26,9 @@ def stop_training(
     ctx = app_ctx(tctx, json_out=json_out)
 
     def render(ctx, r) -> None:
-        ctx.out().print(r.message, markup=False)
+        ctx.say(r.message)
         if not r.dry_run:
-            ctx.out().print(f"next: {r.next}", markup=False)
+            ctx.say(f"next: {r.next}")
 
     run(ctx, lambda: op(ctx, reason=reason, dry_run=dry_run), render)
 
@@ -49,8 +49,8 @@ def resume(
     ctx = app_ctx(tctx, json_out=json_out)
 
     def render(ctx, r) -> None:
-        ctx.out().print(r.message, markup=False)
+        ctx.say(r.message)
         if r.changed:
-            ctx.out().print(f"next: {r.next}", markup=False)
+            ctx.say(f"next: {r.next}")
 
     run(ctx, lambda: op(ctx, reason=reason, dry_run=dry_run), render)

@@ -117,7 +117,7 @@ def audit(
         from rich.table import Table
 
         if not r.entries:
-            ctx.out().print("no audit entries match", markup=False)
+            ctx.say("no audit entries match")
             return
         tbl = Table("id", "time", "actor", "verb", "outcome", "reason", "incident")
         for e in r.entries:
@@ -141,7 +141,7 @@ def doctor(tctx: typer.Context, json_out: JsonOpt = False) -> None:
             mark = "[green]ok[/green]  " if c.ok else "[red]FAIL[/red]"
             ctx.out().print(f"{mark} {c.name}: {c.detail}")
             if c.hint and not c.ok:
-                ctx.out().print(f"      hint: {c.hint}", markup=False)
-        ctx.out().print("all checks passed" if r.ok else f"{len(r.findings)} finding(s)", markup=False)
+                ctx.say(f"      hint: {c.hint}")
+        ctx.say("all checks passed" if r.ok else f"{len(r.findings)} finding(s)")
 
     run(ctx, lambda: op(ctx), render, exit_code=lambda r: 0 if r.ok else 3)

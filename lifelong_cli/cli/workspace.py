@@ -27,10 +27,10 @@ def init(
     ctx = app_ctx(tctx, json_out=json_out)
 
     def render(ctx, r) -> None:
-        ctx.out().print(r.message, markup=False)
+        ctx.say(r.message)
         if r.backup:
-            ctx.out().print(f"previous config kept as {r.backup}", markup=False)
-        ctx.out().print(f"next: {r.next}", markup=False)
+            ctx.say(f"previous config kept as {r.backup}")
+        ctx.say(f"next: {r.next}")
 
     def go():
         if force:
@@ -51,10 +51,10 @@ def config_show(tctx: typer.Context, json_out: JsonOpt = False) -> None:
     def render(ctx, r) -> None:
         import yaml
 
-        ctx.out().print(f"# {r.path or 'defaults (no llctl.yaml)'}", markup=False)
+        ctx.say(f"# {r.path or 'defaults (no llctl.yaml)'}")
         for key, src in sorted(r.sources.items()):
-            ctx.out().print(f"# {key} from {src}", markup=False)
-        ctx.out().print(yaml.safe_dump(r.config, sort_keys=False).rstrip(), markup=False)
+            ctx.say(f"# {key} from {src}")
+        ctx.say(yaml.safe_dump(r.config, sort_keys=False).rstrip())
 
     run(ctx, lambda: op(ctx), render)
 
@@ -65,4 +65,4 @@ def db_upgrade(tctx: typer.Context, json_out: JsonOpt = False) -> None:
     from lifelong_cli.ops.db_upgrade import db_upgrade as op
 
     ctx = app_ctx(tctx, json_out=json_out)
-    run(ctx, lambda: op(ctx), lambda c, r: c.out().print(r.message, markup=False))
+    run(ctx, lambda: op(ctx), lambda c, r: c.say(r.message))
