@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from lifelong_cli import __version__
-from lifelong_cli.cli import control, status, workspace
+from lifelong_cli.cli import control, data, status, workspace
 from lifelong_cli.context import AppContext
 from lifelong_cli.errors import EXIT_CODES, INTERRUPTED, USAGE
 
@@ -62,6 +62,8 @@ app.command("doctor")(status.doctor)
 app.command("stop-training")(control.stop_training)
 app.command("resume")(control.resume)
 app.command("init")(workspace.init)
+app.command("ingest")(data.ingest)
+app.add_typer(data.quarantine_app, name="quarantine")
 app.add_typer(workspace.config_app, name="config")
 app.add_typer(workspace.db_app, name="db")
 

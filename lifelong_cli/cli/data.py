@@ -1,0 +1,133 @@
+"""Data verbs: ingest, quarantine, drift, purge-data."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from lifelong_cli.cli._common import DryRunOpt, JsonOpt, app_ctx, run, when
+
+quarantine_app = typer.Typer(help="Rows that failed validation, with their reasons.", no_args_is_help=True)
+
+
+def ingest(
+    tctx: typer.Context,
+    path: Annotated[str, typer.Argument(help="A file, a directory of files, or - for stdin.")],
+    source: Annotated[str, typer.Option("--source", "-s", help="Name of the upstream (purge-data --source matches it).")] = "default",
+    kind: Annotated[str, typer.Option("--kind", help="examples | labels | feedback.")] = "examples",
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="csv | jsonl | parquet (default: from the extension; csv for stdin).")] = None,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Validate and ingest one batch: bad rows are quarantined with a reason, duplicates dropped,
+    labels joined to their examples, and the batch checked for drift. Exit 3 when the batch is
+    rejected (too many bad rows). Re-ingesting the same content changes nothing."""
+    from lifelong_cli.ops.ingest import ingest as op
+
+    ctx = app_ctx(tctx, json_out=json_out)
+    with _progress(ctx) as progress:
+        run(ctx, lambda: op(ctx, path=path, source=source, kind=kind, fmt=fmt, dry_run=dry_run, progress=progress),
+            _render_ingest, exit_code=lambda r: 3 if r.status == "rejected" else 0)
+
+
+class _progress:
+    """A progress bar on stderr for inputs over 8 MB (never on stdout, never under --json output)."""
+
+    def __init__(self, ctx) -> None:
+        self.ctx, self.bar, self.task = ctx, None, None
+
+    def __enter__(self):
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        if total < (8 << 20):
+            return
+        if self.bar is None:
+            from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+            self.bar = Progress("ingesting", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                                console=self.ctx.err(), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("ingest", total=total)
+        self.bar.update(self.task, completed=done)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _render_ingest(ctx, r) -> None:
+    from rich.table import Table
+
+    ctx.say(r.message)
+    if r.status == "duplicate":
+        return
+    t = Table(show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("rows read / accepted", f"{r.rows_read} / {r.rows_accepted}")
+    t.add_row("quarantined / duplicate", f"{r.rows_quarantined} ({r.bad_fraction:.1%}, limit {r.max_bad_fraction:.0%}) / {r.rows_duplicate}")
+    t.add_row("trainable now" if r.kind == "examples" else "labels joined / waiting",
+              str(r.rows_trainable) if r.kind == "examples" else f"{r.rows_trainable} / {r.labels_waiting}")
+    t.add_row("event time", f"{when(r.event_time_min)} … {when(r.event_time_max)}")
+    if r.top_reasons:
+        t.add_row("top reasons", "; ".join(f"{k} ×{v}" for k, v in r.top_reasons.items()))
+    if r.ignored_columns:
+        t.add_row("ignored columns", ", ".join(r.ignored_columns))
+    if r.drift is not None:
+        t.add_row("drift", ("DRIFT: " + ", ".join(r.drift["drifted_features"])) if r.drift["drifted"]
+                  else f"none ({r.drift['backend']}, {r.drift['n_current']} vs {r.drift['n_reference']} rows)")
+    ctx.out().print(t)
+    if r.next:
+        ctx.say(f"next: {r.next}")
+
+
+@quarantine_app.command("list")
+def quarantine_list(tctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Batches with quarantined rows, newest first, with their top reasons."""
+    from lifelong_cli.ops.quarantine import quarantine_list as op
+
+    ctx = app_ctx(tctx, json_out=json_out)
+
+    def render(ctx, r) -> None:
+        from rich.table import Table
+
+        if not r.batches:
+            ctx.say("no quarantined rows")
+            return
+        t = Table("batch", "status", "source", "input", "quarantined", "of rows", "top reasons")
+        for b in r.batches:
+            t.add_row(str(b["batch"]), b["status"], b["source"], b["input"] or "-", str(b["rows_quarantined"]),
+                      str(b["rows_read"]), "; ".join(f"{k} ×{v}" for k, v in b["top_reasons"].items()))
+        ctx.out().print(t)
+        if r.orphan_labels:
+            ctx.say(f"{r.orphan_labels} label(s) waited longer than data.orphan_label_window_hours for their example (orphans)")
+
+    run(ctx, lambda: op(ctx), render)
+
+
+@quarantine_app.command("show")
+def quarantine_show(
+    tctx: typer.Context,
+    batch: Annotated[int, typer.Argument(help="Batch id (see `llctl quarantine list`).")],
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many rows.")] = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """The quarantined rows of one batch: row number, reason and raw values."""
+    from lifelong_cli.ops.quarantine import quarantine_show as op
+
+    ctx = app_ctx(tctx, json_out=json_out)
+
+    def render(ctx, r) -> None:
+        from rich.table import Table
+
+        ctx.say(f"batch {r.batch}: {r.total} quarantined row(s); showing {len(r.rows)}")
+        if r.rows:
+            cols = list(r.rows[0].keys())
+            t = Table(*cols)
+            for row in r.rows:
+                t.add_row(*["" if row[c] is None else str(row[c])[:60] for c in cols])
+            ctx.out().print(t)
+
+    run(ctx, lambda: op(ctx, batch=batch, limit=limit), render)

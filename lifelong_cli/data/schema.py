@@ -1,0 +1,294 @@
+"""The data schema from the config, and vectorised row validation.
+
+A chunk arrives as an Arrow table whose columns are strings (CSV, JSON Lines) or typed
+(Parquet). ``validate_chunk`` returns the good rows, typed as the segment schema says, and the
+bad rows as strings with one reason each — never dropping a row silently."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lifelong_cli.config import DataSettings, FeatureSpec
+
+REASON = "_reason"
+LINE = "_row"  # 1 = the first data row of the input
+HOLDOUT_COL = "_holdout"  # deterministic per key: held out for the golden set, never trained on
+RAW = "_raw"  # the raw text of a row that could not be parsed at all
+TS_TYPE = pa.timestamp("us", tz="UTC")
+
+_FLOAT_RE = r"^\s*[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|inf|infinity|nan)\s*$"
+_INT_RE = r"^\s*[+-]?\d{1,18}\s*$"
+_BOOL_TRUE = ["true", "1", "yes", "t", "y"]
+_BOOL_FALSE = ["false", "0", "no", "f", "n"]
+_ISO_RE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$"
+_EPOCH_RE = r"^\s*\d{1,11}(\.\d+)?\s*$"
+
+
+@dataclass(frozen=True)
+class DataSchema:
+    key: str
+    event_time: str
+    label: str
+    label_type: str
+    label_categories: tuple[str, ...] | None
+    features: tuple[FeatureSpec, ...]
+    max_field_bytes: int
+
+    @classmethod
+    def from_settings(cls, d: DataSettings) -> DataSchema:
+        return cls(d.key, d.event_time, d.label, d.label_type,
+                   tuple(d.label_categories) if d.label_categories else None, tuple(d.features), d.max_field_bytes)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def numeric_features(self) -> list[str]:
+        return [f.name for f in self.features if f.type in ("float", "int")]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [f.name for f in self.features if f.type in ("category", "string", "bool")]
+
+    def columns(self, kind: str = "examples") -> list[str]:
+        if kind == "examples":
+            return [self.key, self.event_time, self.label, *self.feature_names]
+        return [self.key, self.label, self.event_time]
+
+    def label_arrow_type(self) -> pa.DataType:
+        return pa.string() if self.label_type == "category" else pa.float64()
+
+    def arrow_schema(self, kind: str = "examples") -> pa.Schema:
+        fields = [pa.field(self.key, pa.string(), nullable=False), pa.field(self.event_time, TS_TYPE),
+                  pa.field(self.label, self.label_arrow_type())]
+        if kind == "examples":
+            fields += [pa.field(f.name, _arrow_type(f)) for f in self.features]
+        return pa.schema(fields)
+
+    def predicate_columns(self) -> dict[str, str]:
+        """Columns a --where expression may name, with their predicate types."""
+        out = {self.key: "string", self.event_time: "timestamp",
+               self.label: "string" if self.label_type == "category" else "float"}
+        for f in self.features:
+            out[f.name] = {"float": "float", "int": "int", "bool": "bool"}.get(f.type, "string")
+        return out
+
+    def required_columns(self, kind: str) -> list[str]:
+        if kind == "examples":
+            return [self.key, self.event_time] + [f.name for f in self.features if not f.nullable]
+        return [self.key, self.label]
+
+
+def _arrow_type(f: FeatureSpec) -> pa.DataType:
+    return {"float": pa.float64(), "int": pa.int64(), "bool": pa.bool_()}.get(f.type, pa.string())
+
+
+class _Checker:
+    """Accumulates per-row reasons: the first failing check of a row is its reason."""
+
+    def __init__(self, n: int) -> None:
+        self.reason = pa.nulls(n, pa.string())
+
+    def fail(self, mask: pa.Array, text: str) -> None:
+        mask = pc.fill_null(mask, False)
+        if pc.any(mask).as_py():
+            self.reason = pc.if_else(pc.and_(mask, pc.is_null(self.reason)), pa.scalar(text), self.reason)
+
+    @property
+    def bad(self) -> pa.Array:
+        return pc.is_valid(self.reason)
+
+
+def _as_string(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    if pa.types.is_large_string(arr.type):
+        arr = arr.cast(pa.string())
+    if pa.types.is_string(arr.type):
+        return arr
+    try:
+        return pc.cast(arr, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.array([None if v is None else str(v) for v in arr.to_pylist()], pa.string())
+
+
+def _text(arr: pa.Array) -> pa.Array:
+    """As strings, with blank ones as null (CSV writes a missing value as an empty field)."""
+    s = _as_string(arr)
+    return pc.if_else(pc.equal(pc.utf8_trim_whitespace(s), ""), pa.scalar(None, pa.string()), s)
+
+
+def _parse_float(arr: pa.Array, chk: _Checker, name: str) -> pa.Array:
+    if pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type):
+        return pc.cast(arr, pa.float64())
+    s = _text(arr)
+    ok = pc.match_substring_regex(s, _FLOAT_RE, ignore_case=True)
+    chk.fail(pc.and_(pc.is_valid(s), pc.invert(ok)), f"{name}: not a number")
+    clean = pc.if_else(pc.fill_null(ok, False), pc.utf8_trim_whitespace(s), pa.scalar(None, pa.string()))
+    return pc.cast(clean, pa.float64())
+
+
+def _parse_int(arr: pa.Array, chk: _Checker, name: str) -> pa.Array:
+    if pa.types.is_integer(arr.type):
+        return pc.cast(arr, pa.int64())
+    if pa.types.is_floating(arr.type):
+        whole = pc.equal(pc.floor(arr), arr)
+        chk.fail(pc.invert(pc.fill_null(whole, True)), f"{name}: not a whole number")
+        return pc.cast(pc.if_else(pc.fill_null(whole, False), arr, pa.scalar(None, arr.type)), pa.int64(), safe=False)
+    s = _text(arr)
+    ok = pc.match_substring_regex(s, _INT_RE)
+    chk.fail(pc.and_(pc.is_valid(s), pc.invert(ok)), f"{name}: not a whole number")
+    return pc.cast(pc.if_else(pc.fill_null(ok, False), pc.utf8_trim_whitespace(s), pa.scalar(None, pa.string())), pa.int64())
+
+
+def _parse_bool(arr: pa.Array, chk: _Checker, name: str) -> pa.Array:
+    if pa.types.is_boolean(arr.type):
+        return arr
+    s = pc.utf8_lower(pc.utf8_trim_whitespace(_text(arr)))
+    t = pc.is_in(s, value_set=pa.array(_BOOL_TRUE))
+    f = pc.is_in(s, value_set=pa.array(_BOOL_FALSE))
+    chk.fail(pc.and_(pc.is_valid(s), pc.invert(pc.or_(t, f))), f"{name}: not true/false")
+    return pc.if_else(t, True, pc.if_else(f, pa.scalar(False), pa.scalar(None, pa.bool_())))
+
+
+def parse_time(arr: pa.Array, chk: _Checker, name: str) -> pa.Array:
+    """ISO-8601 (a missing zone means UTC; a date alone means midnight) or epoch seconds."""
+    if pa.types.is_timestamp(arr.type):
+        return arr.cast(TS_TYPE) if arr.type.tz else pc.assume_timezone(arr, "UTC").cast(TS_TYPE)
+    if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
+        return pc.cast(pc.cast(pc.multiply(pc.cast(arr, pa.float64()), 1e6), pa.int64(), safe=False), TS_TYPE)
+    s = pc.utf8_trim_whitespace(_text(arr))
+    s = pc.replace_substring_regex(s, r"^(\d{4}-\d{2}-\d{2})$", r"\1T00:00:00Z")
+    s = pc.replace_substring_regex(s, r"^(\d{4}-\d{2}-\d{2}) ", r"\1T")
+    s = pc.replace_substring_regex(s, r"^(\d{4}-\d{2}-\d{2}T[0-9:.]+)$", r"\1Z")
+    iso = pc.fill_null(pc.match_substring_regex(s, _ISO_RE), False)
+    epoch = pc.fill_null(pc.match_substring_regex(s, _EPOCH_RE), False)
+    chk.fail(pc.and_(pc.is_valid(s), pc.invert(pc.or_(iso, epoch))), f"{name}: not a time (ISO-8601 or epoch seconds)")
+    iso_vals = pc.if_else(iso, s, pa.scalar(None, pa.string()))
+    try:
+        ts = pc.cast(iso_vals, TS_TYPE)
+    except pa.ArrowInvalid:  # regex-valid but impossible, e.g. month 13: fall back row by row
+        ts = _times_one_by_one(iso_vals, chk, name)
+    if pc.any(epoch).as_py():
+        secs = pc.cast(pc.if_else(epoch, s, pa.scalar(None, pa.string())), pa.float64())
+        ep = pc.cast(pc.cast(pc.multiply(secs, 1e6), pa.int64(), safe=False), TS_TYPE)
+        ts = pc.if_else(epoch, ep, ts)
+    return ts
+
+
+def _times_one_by_one(s: pa.Array, chk: _Checker, name: str) -> pa.Array:
+    out, bad = [], []
+    for v in s.to_pylist():
+        if v is None:
+            out.append(None)
+            bad.append(False)
+            continue
+        try:
+            out.append(pc.cast(pa.array([v]), TS_TYPE)[0].as_py())
+            bad.append(False)
+        except pa.ArrowInvalid:
+            out.append(None)
+            bad.append(True)
+    chk.fail(pa.array(bad), f"{name}: not a valid date/time")
+    return pa.array(out, TS_TYPE)
+
+
+def validate_chunk(table: pa.Table, schema: DataSchema, kind: str = "examples",
+                   first_line: int = 1) -> tuple[pa.Table, pa.Table]:
+    """Split a chunk into (good rows typed as the segment schema, bad rows as strings + reason + line)."""
+    n = table.num_rows
+    chk = _Checker(n)
+    present = set(table.column_names)
+
+    def col(name: str) -> pa.Array:
+        if name in present:
+            c = table.column(name)
+            return c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c
+        return pa.nulls(n, pa.string())
+
+    for name in table.column_names:  # oversized fields first: they are the likeliest garbage
+        if name in schema.columns(kind):
+            s = _as_string(col(name))
+            chk.fail(pc.greater(pc.binary_length(s), schema.max_field_bytes),
+                     f"{name}: field longer than {schema.max_field_bytes} bytes")
+
+    key = pc.utf8_trim_whitespace(_as_string(col(schema.key)))
+    if kind == "examples" and schema.label not in present:
+        present.discard(schema.label)  # examples may arrive unlabelled (labels come later)
+    chk.fail(pc.or_(pc.is_null(key), pc.equal(key, "")), f"{schema.key}: missing key")
+    out: dict[str, pa.Array] = {schema.key: key}
+
+    et = col(schema.event_time) if schema.event_time in present else pa.nulls(n, pa.string())
+    ts = parse_time(et, chk, schema.event_time)
+    if kind == "examples":
+        chk.fail(pc.is_null(et), f"{schema.event_time}: missing event time")
+    out[schema.event_time] = ts
+
+    out[schema.label] = _label(col(schema.label), schema, chk, required=(kind != "examples"))
+
+    if kind == "examples":
+        for f in schema.features:
+            raw = col(f.name)
+            if f.type == "float":
+                v = _parse_float(raw, chk, f.name)
+                finite = pc.is_finite(v)
+                chk.fail(pc.and_(pc.is_valid(v), pc.invert(finite)), f"{f.name}: non-finite value (NaN or Inf)")
+            elif f.type == "int":
+                v = _parse_int(raw, chk, f.name)
+            elif f.type == "bool":
+                v = _parse_bool(raw, chk, f.name)
+            else:
+                v = _text(raw)
+                if f.type == "category" and f.categories:
+                    chk.fail(pc.and_(pc.is_valid(v), pc.invert(pc.is_in(v, value_set=pa.array(f.categories)))),
+                             f"{f.name}: not one of the allowed categories")
+            if f.min is not None and f.type in ("float", "int"):
+                chk.fail(pc.less(v, f.min), f"{f.name}: below min {f.min:g}")
+            if f.max is not None and f.type in ("float", "int"):
+                chk.fail(pc.greater(v, f.max), f"{f.name}: above max {f.max:g}")
+            if not f.nullable:
+                chk.fail(pc.is_null(raw) if f.type in ("float", "int", "bool") else pc.is_null(v), f"{f.name}: missing value")
+            out[f.name] = v
+
+    bad = chk.bad
+    good_tbl = pa.table(out).cast(schema.arrow_schema(kind)) if n else schema.arrow_schema(kind).empty_table()
+    good_tbl = good_tbl.filter(pc.invert(bad))
+    raw_cols = {c: _as_string(col(c)) for c in schema.columns(kind)}
+    raw_cols[REASON] = chk.reason
+    raw_cols[LINE] = pa.array(range(first_line, first_line + n), pa.int64())
+    raw_cols[RAW] = pa.nulls(n, pa.string())
+    bad_tbl = pa.table(raw_cols).filter(bad)
+    return good_tbl, bad_tbl
+
+
+def _label(raw: pa.Array, schema: DataSchema, chk: _Checker, *, required: bool) -> pa.Array:
+    name = schema.label
+    if required:
+        chk.fail(pc.is_null(raw), f"{name}: missing label")
+    if schema.label_type == "category":
+        v = _text(raw)
+        if pa.types.is_floating(raw.type):  # 1.0 -> "1" for integer-like class labels in Parquet/JSON
+            v = _as_string(pc.cast(raw, pa.int64(), safe=False))
+        if schema.label_categories:
+            chk.fail(pc.and_(pc.is_valid(v), pc.invert(pc.is_in(v, value_set=pa.array(schema.label_categories)))),
+                     f"{name}: not one of the allowed labels")
+        return v
+    v = _parse_float(raw, chk, name)
+    chk.fail(pc.and_(pc.is_valid(v), pc.invert(pc.is_finite(v))), f"{name}: non-finite value (NaN or Inf)")
+    return v
+
+
+def quarantine_schema(schema: DataSchema, kind: str) -> pa.Schema:
+    return pa.schema([pa.field(c, pa.string()) for c in schema.columns(kind)]
+                     + [pa.field(REASON, pa.string()), pa.field(LINE, pa.int64()), pa.field(RAW, pa.string())])
+
+
+def missing_required(columns: Sequence[str], schema: DataSchema, kind: str) -> list[str]:
+    have = set(columns)
+    return [c for c in schema.required_columns(kind) if c not in have]

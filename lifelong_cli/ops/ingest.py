@@ -1,0 +1,347 @@
+"""ingest: read, validate, quarantine, de-duplicate, write an immutable segment, check drift."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from lifelong_cli.errors import ConfigError, InvalidInputError, UsageError
+from lifelong_cli.ops._base import Result, audited
+
+if TYPE_CHECKING:
+    from lifelong_cli.context import AppContext
+
+KINDS = ("examples", "labels", "feedback")
+DRIFT_SAMPLE_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class IngestResult(Result):
+    batch: int | None
+    status: str  # accepted | rejected | duplicate
+    kind: str
+    source: str
+    input: str
+    content_hash: str
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_quarantined: int = 0
+    rows_duplicate: int = 0
+    rows_trainable: int = 0
+    labels_waiting: int = 0
+    bad_fraction: float = 0.0
+    max_bad_fraction: float = 0.0
+    event_time_min: datetime | None = None
+    event_time_max: datetime | None = None
+    ignored_columns: list[str] = field(default_factory=list)
+    top_reasons: dict[str, int] = field(default_factory=dict)
+    drift: dict[str, Any] | None = None
+    dry_run: bool = False
+    message: str = ""
+    next: str = ""
+
+
+def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "examples",
+           fmt: str | None = None, dry_run: bool = False,
+           progress: Callable[[int, int], None] | None = None) -> IngestResult:
+    """Ingest one batch (a file, a directory of files, or ``-`` for stdin).
+
+    Re-ingesting identical content is a no-op. A batch whose bad-row share exceeds
+    ``data.max_bad_fraction`` is recorded as rejected and nothing of it becomes trainable."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from lifelong_cli.data import reader as rd
+    from lifelong_cli.data.readers import iter_chunks, open_input
+    from lifelong_cli.data.schema import (
+        HOLDOUT_COL,
+        LINE,
+        RAW,
+        REASON,
+        DataSchema,
+        missing_required,
+        quarantine_schema,
+        validate_chunk,
+    )
+    from lifelong_cli.data.segments import DataStore
+    from lifelong_cli.store.schema import batches
+
+    if kind not in KINDS:
+        raise UsageError(f"--kind {kind!r} is not one of {', '.join(KINDS)}", hint="llctl ingest FILE --kind examples")
+    if fmt is not None and fmt not in ("csv", "jsonl", "parquet"):
+        raise UsageError(f"--format {fmt!r} is not one of csv, jsonl, parquet", hint="llctl ingest FILE --format csv")
+    source = (source or "default").strip()
+    if not source or len(source) > 200:
+        raise UsageError("--source must be 1 to 200 characters", hint="llctl ingest FILE --source crm-export")
+    settings = ctx.config.settings
+    schema = DataSchema.from_settings(settings.data)
+    if kind == "examples" and not schema.features:
+        raise ConfigError(f"{ctx.config.path}: data.features is empty", hint="describe the features in llctl.yaml (see config.example.yaml)")
+    data = DataStore(ctx.config.data_root)
+    spool = ctx.config.state_dir / "spool"
+    src = open_input(path, fmt=fmt, spool_dir=spool)
+    try:
+        store = ctx.store
+        from sqlalchemy import select
+
+        def accepted_twin(conn):
+            return conn.execute(select(batches.c.id).where(batches.c.kind == kind, batches.c.content_hash == src.sha256,
+                                                           batches.c.status == "accepted")).scalar()
+
+        with store.read() as conn:
+            twin = accepted_twin(conn)
+            refs = rd.accepted_batches(conn)
+        if twin is not None:
+            return IngestResult(batch=twin, status="duplicate", kind=kind, source=source, input=src.label,
+                                content_hash=src.sha256, dry_run=dry_run,
+                                message=f"already ingested as batch {twin} (same content); nothing changed",
+                                next="`llctl status` shows the data state")
+        seen = rd.existing_keys(data, refs, schema) if kind == "examples" else pa.array([], pa.string())
+        good_schema = schema.arrow_schema(kind)
+        if kind == "examples":
+            good_schema = good_schema.append(pa.field(HOLDOUT_COL, pa.bool_()))
+        gw = data.writer(data.new_path(f"segments/{kind}"), good_schema) if not dry_run else None
+        qw = data.writer(data.new_path("quarantine"), quarantine_schema(schema, kind)) if not dry_run else None
+        try:
+            counts = {"read": 0, "accepted": 0, "quarantined": 0, "duplicate": 0}
+            reasons: dict[str, int] = {}
+            tmin = tmax = None
+            sample_parts: list[pa.Table] = []
+            sample_rate = 1.0
+            done_bytes = 0
+            checked_columns = False
+            batch_keys: list[pa.Array] = []
+            wanted = schema.columns(kind)
+
+            def on_bytes(n: int) -> None:
+                nonlocal done_bytes
+                done_bytes += n
+                if progress:
+                    progress(min(done_bytes, src.size), src.size)
+
+            for chunk, malformed in iter_chunks(src, wanted=wanted, chunk_rows=settings.data.chunk_rows,
+                                                on_bytes=on_bytes):
+                if not checked_columns and (chunk.num_rows or src.columns):
+                    missing = missing_required(src.columns, schema, kind)
+                    if missing:
+                        raise InvalidInputError(
+                            f"{src.label}: missing required column(s) {', '.join(missing)} (has: {', '.join(src.columns[:20]) or 'none'})",
+                            hint="fix the export, or the schema in llctl.yaml (data.features, data.key, data.event_time); nothing was ingested")
+                    checked_columns = True
+                good, bad = validate_chunk(chunk, schema, kind, first_line=counts["read"] + 1)
+                counts["read"] += chunk.num_rows + len(malformed)
+                if malformed:
+                    mt = pa.table({**{c: pa.nulls(len(malformed), pa.string()) for c in wanted},
+                                   REASON: pa.array([m.reason for m in malformed], pa.string()),
+                                   LINE: pa.array([m.row for m in malformed], pa.int64()),
+                                   RAW: pa.array([m.text for m in malformed], pa.string())})
+                    bad = pa.concat_tables([bad, mt]) if bad.num_rows else mt
+                if bad.num_rows:
+                    counts["quarantined"] += bad.num_rows
+                    for r in bad[REASON].to_pylist():
+                        key = r.split(":")[0] + ": " + r.split(": ", 1)[-1] if ": " in r else r
+                        reasons[key] = reasons.get(key, 0) + 1
+                    if qw:
+                        qw.write(bad)
+                if good.num_rows:
+                    good = _dedup(good, schema.key, seen, batch_keys)
+                if good.num_rows:
+                    et = good[schema.event_time]
+                    lo, hi = pc.min(et).as_py(), pc.max(et).as_py()
+                    tmin = lo if tmin is None or (lo and lo < tmin) else tmin
+                    tmax = hi if tmax is None or (hi and hi > tmax) else tmax
+                    if kind == "examples":
+                        good = good.append_column(HOLDOUT_COL, _holdout(good[schema.key], settings.data.holdout_fraction))
+                        if counts["accepted"] == 0 and src.size:
+                            est_rows = max(good.num_rows, int(src.size / max(1, chunk.nbytes) * chunk.num_rows))
+                            sample_rate = min(1.0, DRIFT_SAMPLE_ROWS / est_rows)
+                        sample_parts.append(_sample(good, sample_rate, counts["accepted"]))
+                    counts["accepted"] += good.num_rows
+                    if gw:
+                        gw.write(good)
+            counts["duplicate"] = counts["read"] - counts["quarantined"] - counts["accepted"]
+            if counts["read"] == 0:
+                raise InvalidInputError(f"{src.label}: no data rows", hint="nothing to ingest; check the upstream export")
+            bad_fraction = counts["quarantined"] / counts["read"]
+            max_bad = settings.data.max_bad_fraction
+            status = "rejected" if bad_fraction > max_bad else "accepted"
+            ignored = sorted(set(src.columns) - set(wanted)) if src.columns else []
+
+            drift_doc = None
+            if status == "accepted" and kind == "examples" and settings.drift.on_ingest and sample_parts:
+                drift_doc = _drift(ctx, data, schema, pa.concat_tables(sample_parts))
+
+            if dry_run:
+                return IngestResult(batch=None, status=status, kind=kind, source=source, input=src.label,
+                                    content_hash=src.sha256, rows_read=counts["read"], rows_accepted=counts["accepted"],
+                                    rows_quarantined=counts["quarantined"], rows_duplicate=counts["duplicate"],
+                                    bad_fraction=bad_fraction,
+                                    max_bad_fraction=max_bad, event_time_min=tmin, event_time_max=tmax,
+                                    ignored_columns=ignored, top_reasons=_top(reasons), drift=drift_doc, dry_run=True,
+                                    message=f"dry run: would {'accept' if status == 'accepted' else 'REJECT'} this batch",
+                                    next="run again without --dry-run to ingest")
+            seg_path = gw.commit() if status == "accepted" and counts["accepted"] else None
+            if status != "accepted":
+                gw.abort()
+            q_path = qw.commit() if counts["quarantined"] else None
+            if not counts["quarantined"]:
+                qw.abort()
+            trainable, waiting = (_trainable_counts(data, schema, refs, kind, seg_path)
+                                  if seg_path else (0, 0))
+        except BaseException:
+            for w in (gw, qw):
+                if w is not None and w._w is not None:
+                    w.abort()
+            raise
+
+        args = {"path": src.label, "source": source, "kind": kind, "format": src.format}
+        with audited(ctx, "ingest", args=args) as (conn, entry):
+            twin = accepted_twin(conn)
+            if twin is None:
+                res = conn.execute(batches.insert().values(
+                    kind=kind, source=source, content_hash=src.sha256, status=status, input=src.label,
+                    created_at=ctx.now(), created_by=ctx.actor, rows_read=counts["read"],
+                    rows_accepted=counts["accepted"], rows_quarantined=counts["quarantined"],
+                    rows_duplicate=counts["duplicate"], rows_trainable=trainable, event_time_min=tmin,
+                    event_time_max=tmax, segment_path=seg_path, quarantine_path=q_path,
+                    drifted=None if drift_doc is None else drift_doc["drifted"], drift=drift_doc,
+                    detail={"bad_fraction": bad_fraction, "max_bad_fraction": max_bad, "top_reasons": _top(reasons),
+                            "ignored_columns": ignored, "labels_waiting": waiting, "format": src.format,
+                            "bytes": src.size}))
+                batch_id = res.inserted_primary_key[0]
+                entry.outcome = status
+                entry.detail = {"batch": batch_id, "rows_accepted": counts["accepted"],
+                                "rows_quarantined": counts["quarantined"]}
+        if twin is not None:  # a concurrent ingest of the same content won the race
+            for p in (seg_path, q_path):
+                if p:
+                    data.remove(p)
+            return IngestResult(batch=twin, status="duplicate", kind=kind, source=source, input=src.label,
+                                content_hash=src.sha256, message=f"already ingested as batch {twin}; nothing changed")
+    finally:
+        src.cleanup()
+
+    if status == "rejected":
+        message = (f"batch {batch_id} REJECTED: {bad_fraction:.1%} of {counts['read']} rows are bad "
+                   f"(limit {max_bad:.0%}); nothing of it is trainable")
+        nxt = f"inspect with `llctl quarantine show {batch_id}`; fix the upstream and ingest again"
+    else:
+        message = (f"batch {batch_id} accepted: {counts['accepted']} rows ({trainable} trainable), "
+                   f"{counts['quarantined']} quarantined, {counts['duplicate']} duplicate")
+        if drift_doc and drift_doc["drifted"]:
+            message += f"; DRIFT in {', '.join(drift_doc['drifted_features'])}"
+            nxt = f"`llctl drift --batch {batch_id}` for details; if the upstream is broken, `llctl purge-data --batch {batch_id} --reason ...`"
+        else:
+            nxt = "`llctl train` to update the model" if trainable else "labels for these examples can follow with `llctl ingest FILE --kind labels`"
+    return IngestResult(batch=batch_id, status=status, kind=kind, source=source, input=src.label,
+                        content_hash=src.sha256, rows_read=counts["read"], rows_accepted=counts["accepted"],
+                        rows_quarantined=counts["quarantined"], rows_duplicate=counts["duplicate"],
+                        rows_trainable=trainable, labels_waiting=waiting, bad_fraction=bad_fraction,
+                        max_bad_fraction=max_bad, event_time_min=tmin, event_time_max=tmax, ignored_columns=ignored,
+                        top_reasons=_top(reasons), drift=drift_doc, message=message, next=nxt)
+
+
+def _top(reasons: dict[str, int], n: int = 5) -> dict[str, int]:
+    return dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:n])
+
+
+def _dedup(good, key: str, seen, batch_keys: list):
+    """Drop rows whose key was ingested before or appeared earlier in this batch."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keys = good[key]
+    idx = pa.array(range(good.num_rows), pa.int64())
+    first = pa.table({"k": keys, "i": idx}).group_by("k", use_threads=False).aggregate([("i", "min")])["i_min"]
+    keep = pc.is_in(idx, value_set=first)
+    known = [seen, *batch_keys]
+    known = [k for k in known if len(k)]
+    if known:
+        value_set = pa.chunked_array(known, pa.string()).combine_chunks() if len(known) > 1 else known[0]
+        keep = pc.and_(keep, pc.invert(pc.is_in(keys, value_set=value_set)))
+    out = good.filter(keep)
+    batch_keys.append(out[key].combine_chunks())
+    return out
+
+
+def _holdout(keys, fraction: float):
+    """Deterministic per key: the same example is always in (or out of) the hold-out."""
+    import pyarrow as pa
+
+    if fraction <= 0:
+        return pa.array([False] * len(keys), pa.bool_())
+    cut = int(fraction * 0xFFFFFFFF)
+    return pa.array([zlib.crc32(k.encode()) <= cut for k in keys.to_pylist()], pa.bool_())
+
+
+def _sample(table, rate: float, offset: int):
+    import numpy as np
+
+    if rate >= 1.0:
+        return table
+    rng = np.random.default_rng(offset + 7)
+    return table.filter(rng.random(table.num_rows) < rate)
+
+
+def _trainable_counts(data, schema, refs, kind, seg_path: str) -> tuple[int, int]:
+    """How many rows this batch makes trainable, and (labels) how many wait for their example."""
+    import pyarrow.compute as pc
+
+    from lifelong_cli.data import reader as rd
+
+    tbl = data.read(seg_path, columns=[schema.key, schema.label])
+    if kind == "examples":
+        labelled = pc.sum(pc.is_valid(tbl[schema.label])).as_py() or 0
+        late = rd.load_labels(data, refs, schema)
+        if late.num_rows:
+            unl = tbl.filter(pc.is_null(tbl[schema.label]))[schema.key]
+            labelled += pc.sum(pc.is_in(unl, value_set=late[schema.key])).as_py() or 0
+        return int(labelled), 0
+    keys = rd.existing_keys(data, refs, schema)
+    joined = pc.sum(pc.is_in(tbl[schema.key], value_set=keys)).as_py() or 0
+    return int(joined), int(tbl.num_rows - joined)
+
+
+def _drift(ctx, data, schema, current) -> dict[str, Any] | None:
+    import numpy as np
+
+    from lifelong_cli.data import reader as rd
+    from lifelong_cli.drift import get_detector
+
+    d = ctx.config.settings.drift
+    with ctx.store.read() as conn:
+        ref = rd.read_rows(conn, data, schema, holdout="include")
+    if ref.num_rows == 0:
+        return None
+    ref = ref.slice(max(0, ref.num_rows - d.reference_rows))
+
+    def arrays(t):
+        out = {}
+        for name in schema.numeric_features:
+            out[name] = t[name].to_numpy(zero_copy_only=False).astype(np.float64)
+        for name in schema.categorical_features:
+            out[name] = np.array(t[name].cast("string").to_pylist(), dtype=object)
+        if schema.label in t.column_names:
+            lab = t[schema.label]
+            out[schema.label] = (np.array(lab.to_pylist(), dtype=object) if schema.label_type == "category"
+                                 else lab.to_numpy(zero_copy_only=False).astype(np.float64))
+        return out
+
+    det = get_detector(d.backend, alpha=d.alpha, correction=d.correction,
+                       null_rate_tolerance=d.null_rate_tolerance, min_samples=d.min_samples)
+    labelled_cur = current.filter(current[schema.label].is_valid()) if schema.label_type == "category" else current
+    label = schema.label if labelled_cur.num_rows >= d.min_samples else None
+    cur = arrays(current)
+    if label:
+        cur[schema.label] = arrays(labelled_cur)[schema.label]
+    report = det.compare(arrays(ref), cur, numeric=schema.numeric_features,
+                         categorical=schema.categorical_features, label=label)
+    doc = report.to_dict()
+    doc["drifted_features"] = report.drifted_features()
+    doc["hint"] = report.hint()
+    doc["n_reference"] = int(ref.num_rows)
+    doc["n_current"] = int(current.num_rows)
+    return doc
