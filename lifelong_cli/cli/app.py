@@ -64,6 +64,8 @@ app.command("resume")(control.resume)
 app.command("init")(workspace.init)
 app.command("ingest")(data.ingest)
 app.add_typer(data.quarantine_app, name="quarantine")
+app.command("drift")(data.drift)
+app.command("purge-data")(data.purge_data)
 app.add_typer(workspace.config_app, name="config")
 app.add_typer(workspace.db_app, name="db")
 

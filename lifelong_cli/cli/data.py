@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from lifelong_cli.cli._common import DryRunOpt, JsonOpt, app_ctx, run, when
+from lifelong_cli.cli._common import DryRunOpt, JsonOpt, YesOpt, app_ctx, confirm, run, when
+from lifelong_cli.errors import UsageError
 
 quarantine_app = typer.Typer(help="Rows that failed validation, with their reasons.", no_args_is_help=True)
 
@@ -131,3 +132,79 @@ def quarantine_show(
             ctx.out().print(t)
 
     run(ctx, lambda: op(ctx, batch=batch, limit=limit), render)
+
+
+def drift(
+    tctx: typer.Context,
+    batch: Annotated[int | None, typer.Option("--batch", "-b", help="The drift report stored with this batch.")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Window start (ISO time or a duration like 2h).")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Window end (exclusive).")] = None,
+    fail_on_drift: Annotated[bool, typer.Option("--fail-on-drift", help="Exit 3 when drift is found (for CI).")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Per-feature drift statistics, p-values, the decision and what to do next, for a batch
+    (default: the newest checked one) or an event-time window against the rows before it."""
+    from lifelong_cli.ops.drift import drift as op
+
+    ctx = app_ctx(tctx, json_out=json_out)
+
+    def render(ctx, r) -> None:
+        from rich.table import Table
+
+        rep = r.report
+        scope = f"batch {r.batch}" if r.batch is not None else "window"
+        ctx.say(f"{scope}: {'DRIFT' if r.drifted else 'no drift'} ({rep['backend']} backend, {rep['correction']} "
+                f"correction, alpha {rep['alpha']}; {rep['n_current']} rows vs {rep['n_reference']} reference rows)")
+        t = Table("feature", "test", "statistic", "p-value", "threshold", "drift")
+        for f in rep["features"]:
+            p = f.get("p_value")
+            t.add_row(f["name"], f["test"], f"{f['statistic']:.4g}" if f["statistic"] is not None else "-",
+                      "-" if p is None else f"{p:.3g}", f"{f['threshold']:.3g}",
+                      "[red]yes[/red]" if f["drifted"] else ("skipped" if f.get("detail", {}).get("skipped") else "no"))
+        ctx.out().print(t)
+        if r.hint:
+            ctx.say(f"hint: {r.hint}")
+
+    run(ctx, lambda: op(ctx, batch=batch, from_=from_, to=to), render,
+        exit_code=lambda r: 3 if (fail_on_drift and r.drifted) else 0)
+
+
+def purge_data(
+    tctx: typer.Context,
+    reason: Annotated[str | None, typer.Option("--reason", "-r", help="Why (recorded in the audit log; required).")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Event time from (inclusive; ISO or a duration like 6h).")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Event time to (exclusive).")] = None,
+    source: Annotated[str | None, typer.Option("--source", help="Only rows ingested with this --source.")] = None,
+    batch: Annotated[int | None, typer.Option("--batch", help="Only rows of this batch (examples or labels batch).")] = None,
+    where: Annotated[str | None, typer.Option("--where", help="A condition on schema columns: x1 > 100 and segment in ('a','b'), x3 is null, not (...).")] = None,
+    undo: Annotated[int | None, typer.Option("--undo", help="Restore the rows of this purge rule.")] = None,
+    hard: Annotated[bool, typer.Option("--hard", help="Rewrite the segments without the rows: IRREVERSIBLE (needs --yes).")] = False,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Hide rows from training, replay, drift references and golden sets (soft: a rule applied at
+    read time, undone with --undo RULE). All given conditions must hold. Prints the rows affected
+    and the blast radius: the versions trained on them and the last clean version to roll back to.
+    --where is llctl's own small expression language, never SQL."""
+    from lifelong_cli.ops.purge_data import purge_data as op
+    from lifelong_cli.ops.purge_data import undo_purge
+
+    ctx = app_ctx(tctx, json_out=json_out)
+
+    def go():
+        if undo is not None:
+            if any(v is not None for v in (from_, to, source, batch, where)) or hard:
+                raise UsageError("--undo takes no other conditions", hint="llctl purge-data --undo 3 --reason ...")
+            return undo_purge(ctx, rule_id=undo, reason=reason, dry_run=dry_run)
+        if hard and not dry_run:
+            confirm(ctx, "permanently remove the matching rows from the segments (this cannot be undone)?", yes=yes)
+        return op(ctx, reason=reason or "", from_=from_, to=to, source=source, batch=batch, where=where,
+                  dry_run=dry_run, hard=hard)
+
+    def render(ctx, r) -> None:
+        ctx.say(r.message)
+        if r.next:
+            ctx.say(f"next: {r.next}")
+
+    run(ctx, go, render)

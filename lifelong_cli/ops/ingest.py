@@ -306,10 +306,7 @@ def _trainable_counts(data, schema, refs, kind, seg_path: str) -> tuple[int, int
 
 
 def _drift(ctx, data, schema, current) -> dict[str, Any] | None:
-    import numpy as np
-
     from lifelong_cli.data import reader as rd
-    from lifelong_cli.drift import get_detector
 
     d = ctx.config.settings.drift
     with ctx.store.read() as conn:
@@ -317,6 +314,20 @@ def _drift(ctx, data, schema, current) -> dict[str, Any] | None:
     if ref.num_rows == 0:
         return None
     ref = ref.slice(max(0, ref.num_rows - d.reference_rows))
+    return drift_report(ctx, schema, ref, current)
+
+
+def drift_report(ctx, schema, ref, current) -> dict[str, Any]:
+    """Compare ``current`` rows with reference rows using the configured backend; a JSON-able dict."""
+    import numpy as np
+
+    from lifelong_cli.drift import get_detector
+
+    d = ctx.config.settings.drift
+
+    # Label drift only when every current row has a label: unlabelled examples (labels arrive
+    # later) would otherwise read as a rise in the label's null rate.
+    label = schema.label if current[schema.label].null_count == 0 else None
 
     def arrays(t):
         out = {}
@@ -324,7 +335,7 @@ def _drift(ctx, data, schema, current) -> dict[str, Any] | None:
             out[name] = t[name].to_numpy(zero_copy_only=False).astype(np.float64)
         for name in schema.categorical_features:
             out[name] = np.array(t[name].cast("string").to_pylist(), dtype=object)
-        if schema.label in t.column_names:
+        if label is not None:
             lab = t[schema.label]
             out[schema.label] = (np.array(lab.to_pylist(), dtype=object) if schema.label_type == "category"
                                  else lab.to_numpy(zero_copy_only=False).astype(np.float64))
@@ -332,12 +343,7 @@ def _drift(ctx, data, schema, current) -> dict[str, Any] | None:
 
     det = get_detector(d.backend, alpha=d.alpha, correction=d.correction,
                        null_rate_tolerance=d.null_rate_tolerance, min_samples=d.min_samples)
-    labelled_cur = current.filter(current[schema.label].is_valid()) if schema.label_type == "category" else current
-    label = schema.label if labelled_cur.num_rows >= d.min_samples else None
-    cur = arrays(current)
-    if label:
-        cur[schema.label] = arrays(labelled_cur)[schema.label]
-    report = det.compare(arrays(ref), cur, numeric=schema.numeric_features,
+    report = det.compare(arrays(ref), arrays(current), numeric=schema.numeric_features,
                          categorical=schema.categorical_features, label=label)
     doc = report.to_dict()
     doc["drifted_features"] = report.drifted_features()
