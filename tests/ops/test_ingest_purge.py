@@ -1,0 +1,192 @@
+"""Ingest → read → purge → undo through the ops, on a real store (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lifelong_cli.data import reader as rd
+from lifelong_cli.data.schema import DataSchema
+from lifelong_cli.data.segments import DataStore
+from lifelong_cli.errors import BatchNotFoundError, ExpressionError, PreconditionError, UsageError
+from lifelong_cli.ops.drift import drift
+from lifelong_cli.ops.ingest import ingest
+from lifelong_cli.ops.purge_data import blast_radius, purge_data, undo_purge
+from lifelong_cli.ops.status import status
+
+HEADER = ["example_id", "event_time", "label", "x1", "x2", "x3", "segment"]
+
+
+def write_csv(path: Path, rows: list[list]) -> Path:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(HEADER)
+        w.writerows(rows)
+    return path
+
+
+def make_rows(start: int, n: int, *, day: int = 1, labelled: bool = True, shift: float = 0.0) -> list[list]:
+    import random
+
+    rnd = random.Random(start)
+    return [[f"k{i}", f"2026-11-{day:02d}T{i % 24:02d}:00:00Z", (i % 2) if labelled else "",
+             round(rnd.gauss(shift, 1), 4), round(rnd.gauss(0, 1), 4), "", "abc"[i % 3]] for i in range(start, start + n)]
+
+
+def read(ctx, **kw):
+    schema = DataSchema.from_settings(ctx.config.settings.data)
+    with ctx.store.read() as conn:
+        return rd.read_rows(conn, DataStore(ctx.config.data_root), schema, **kw)
+
+
+def test_accepted_rows_are_readable_and_holdout_is_kept_apart(ctx, tmp_path):
+    r = ingest(ctx, path=str(write_csv(tmp_path / "a.csv", make_rows(0, 500))))
+    assert r.status == "accepted" and r.rows_accepted == 500 and r.rows_trainable == 500
+    train, held = read(ctx), read(ctx, holdout="only")
+    assert train.num_rows + held.num_rows == 500
+    assert 20 < held.num_rows < 90  # data.holdout_fraction 0.1, by key hash
+    assert not set(train["example_id"].to_pylist()) & set(held["example_id"].to_pylist())
+
+
+def test_reingesting_same_content_is_a_noop(ctx, tmp_path):
+    p = write_csv(tmp_path / "a.csv", make_rows(0, 50))
+    first = ingest(ctx, path=str(p))
+    again = ingest(ctx, path=str(p))
+    assert again.status == "duplicate" and again.batch == first.batch
+    assert status(ctx).data["batches"] == 1
+
+
+def test_late_labels_make_examples_trainable_at_their_sequence(ctx, tmp_path):
+    ex = ingest(ctx, path=str(write_csv(tmp_path / "e.csv", make_rows(0, 100, labelled=False))))
+    assert ex.rows_trainable == 0 and read(ctx, holdout="include").num_rows == 0
+    lab = tmp_path / "l.csv"
+    lab.write_text("example_id,label\n" + "".join(f"k{i},1\n" for i in range(40)) + "nokey,0\n")
+    lr = ingest(ctx, path=str(lab), kind="labels")
+    assert (lr.rows_trainable, lr.labels_waiting) == (40, 1)
+    rows = read(ctx, holdout="include")
+    assert rows.num_rows == 40
+    assert set(rows[rd.TRAINABLE_SEQ].to_pylist()) == {lr.batch}
+    assert read(ctx, holdout="include", seq_to=ex.batch).num_rows == 0
+
+
+def test_purge_hides_rows_and_undo_restores_them(ctx, tmp_path):
+    ingest(ctx, path=str(write_csv(tmp_path / "a.csv", make_rows(0, 200, day=1))))
+    b2 = ingest(ctx, path=str(write_csv(tmp_path / "b.csv", make_rows(200, 200, day=5))), source="crm")
+    before = read(ctx, holdout="include").num_rows
+    dry = purge_data(ctx, batch=b2.batch, reason="flipped labels", dry_run=True)
+    assert dry.rule is None and dry.rows_affected == 200
+    assert read(ctx, holdout="include").num_rows == before
+    r = purge_data(ctx, batch=b2.batch, reason="flipped labels")
+    assert r.rows_affected == 200 and r.batches_affected == [b2.batch]
+    rows = read(ctx, holdout="include")
+    assert rows.num_rows == before - 200 and b2.batch not in set(rows[rd.BATCH].to_pylist())
+    u = undo_purge(ctx, rule_id=r.rule, reason="false alarm")
+    assert u.changed and read(ctx, holdout="include").num_rows == before
+    assert not undo_purge(ctx, rule_id=r.rule).changed
+
+
+@pytest.mark.parametrize("kw,expected", [
+    ({"from_": "2026-11-05T00:00:00Z"}, 200),
+    ({"to": "2026-11-05"}, 200),
+    ({"source": "crm"}, 200),
+    ({"where": "segment = 'a' and x1 > -100"}, None),
+])
+def test_each_condition_selects_the_right_rows(ctx, tmp_path, kw, expected):
+    ingest(ctx, path=str(write_csv(tmp_path / "a.csv", make_rows(0, 200, day=1))))
+    ingest(ctx, path=str(write_csv(tmp_path / "b.csv", make_rows(200, 200, day=5))), source="crm")
+    r = purge_data(ctx, reason="t", **kw)
+    if expected is None:
+        expected = sum(1 for i in range(400) if "abc"[i % 3] == "a")
+    assert r.rows_affected == expected
+    assert read(ctx, holdout="include").num_rows == 400 - expected
+
+
+def test_purge_errors_are_clean(ctx, tmp_path):
+    ingest(ctx, path=str(write_csv(tmp_path / "a.csv", make_rows(0, 20))))
+    with pytest.raises(UsageError):
+        purge_data(ctx, reason="x")
+    with pytest.raises(UsageError):
+        purge_data(ctx, batch=1, reason="")
+    with pytest.raises(BatchNotFoundError):
+        purge_data(ctx, batch=99, reason="x")
+    with pytest.raises(ExpressionError) as ei:
+        purge_data(ctx, where="x1 > 1; DROP TABLE batches", reason="x")
+    assert ei.value.position == 6
+
+
+def test_hard_purge_rewrites_segment_and_cannot_be_undone(ctx, tmp_path):
+    b = ingest(ctx, path=str(write_csv(tmp_path / "a.csv", make_rows(0, 100))))
+    r = purge_data(ctx, where="segment = 'b'", reason="pii", hard=True)
+    assert r.segments_rewritten == [b.batch]
+    with ctx.store.read() as conn:
+        (ref,) = rd.accepted_batches(conn)
+    seg = DataStore(ctx.config.data_root).read(ref.segment_path)
+    assert "b" not in set(seg["segment"].to_pylist()) and seg.num_rows == 100 - r.rows_affected
+    with pytest.raises(PreconditionError):
+        undo_purge(ctx, rule_id=r.rule)
+
+
+def test_blast_radius_follows_lineage_to_last_clean_version():
+    versions = [
+        {"id": 1, "parent_id": None, "seq_from": 1, "seq_to": 2},
+        {"id": 2, "parent_id": 1, "seq_from": 3, "seq_to": 3},   # trained on the bad batch 3
+        {"id": 3, "parent_id": 2, "seq_from": 4, "seq_to": 5},   # inherits it
+        {"id": 4, "parent_id": 1, "seq_from": 4, "seq_to": 5},   # retrained from v1 after a rollback
+    ]
+    assert blast_radius(versions, {3}) == {"affected_versions": [2, 3], "last_clean_version": 4}
+    assert blast_radius(versions, set()) == {"affected_versions": [], "last_clean_version": 4}
+
+
+def test_drift_is_stored_with_the_batch_and_shown_in_status(ctx, tmp_path):
+    ingest(ctx, path=str(write_csv(tmp_path / "a.csv", make_rows(0, 400))))
+    b = ingest(ctx, path=str(write_csv(tmp_path / "b.csv", make_rows(400, 400, shift=5.0))))
+    assert b.drift["drifted"] and "x1" in b.drift["drifted_features"]
+    s = status(ctx)
+    assert s.drift["batch"] == b.batch and s.drift["drifted"]
+    d = drift(ctx, batch=b.batch)
+    assert d.drifted and f"--batch {b.batch}" in d.hint
+
+
+def test_purged_rows_leave_the_drift_reference(ctx, tmp_path):
+    a = ingest(ctx, path=str(write_csv(tmp_path / "a.csv", make_rows(0, 400, shift=5.0))))
+    ingest(ctx, path=str(write_csv(tmp_path / "b.csv", make_rows(400, 400))))
+    purge_data(ctx, batch=a.batch, reason="bad upstream")
+    c = ingest(ctx, path=str(write_csv(tmp_path / "c.csv", make_rows(800, 400))))
+    assert c.drift["n_reference"] == 400 and not c.drift["drifted"]
+
+
+rule_st = st.one_of(
+    st.builds(lambda v: {"where": f"x1 > {v}"}, st.floats(-2, 2).map(lambda f: round(f, 2))),
+    st.builds(lambda s: {"where": f"segment = '{s}'"}, st.sampled_from("abc")),
+    st.builds(lambda d: {"from_": f"2026-11-{d:02d}"}, st.integers(1, 4)),
+    st.builds(lambda b: {"batch": b}, st.integers(1, 2)),
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n1=st.integers(1, 60), n2=st.integers(1, 60), rule=rule_st)
+def test_property_purge_never_leaks_and_undo_restores_exactly(make_ctx, tmp_path_factory, n1, n2, rule):
+    ctx = make_ctx()
+    tmp = tmp_path_factory.mktemp("prop")
+    base = len(list((Path(ctx.config.data_root) / "segments").glob("**/*.parquet"))) if (Path(ctx.config.data_root) / "segments").exists() else 0
+    # each example gets fresh keys so that earlier examples' batches do not interfere
+    off = base * 1000 + 10_000
+    ingest(ctx, path=str(write_csv(tmp / "a.csv", make_rows(off, n1, day=1))))
+    ingest(ctx, path=str(write_csv(tmp / "b.csv", make_rows(off + 500, n2, day=3))))
+    accepted = sorted(read(ctx, holdout="include")["example_id"].to_pylist())
+    if "batch" in rule:
+        with ctx.store.read() as conn:
+            ids = [r.id for r in rd.accepted_batches(conn)]
+        rule = {"batch": ids[-2 + rule["batch"] - 1]}
+    r = purge_data(ctx, reason="prop", **rule)
+    after = read(ctx, holdout="include")
+    spec = rd.PurgeRule(0, r.spec)
+    schema = DataSchema.from_settings(ctx.config.settings.data)
+    assert not pc.any(spec.mask(after, schema)).as_py() if after.num_rows else True
+    undo_purge(ctx, rule_id=r.rule)
+    assert sorted(read(ctx, holdout="include")["example_id"].to_pylist()) == accepted
