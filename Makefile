@@ -17,14 +17,21 @@ $(STAMP): pyproject.toml
 	$(PY) -m compileall -q lifelong_cli
 	touch $(STAMP)
 
-# The main job. For now: a fresh workspace, the emergency switches, status and audit.
+# The main job. For now: a fresh workspace and a synthetic stream whose third batch comes from a
+# broken upstream: ingest, see the drift, stop training, purge the bad batch, resume, and the audit.
 demo: $(STAMP)
-	@set -e; ws=$$(mktemp -d); cd $$ws; \
-	$(CURDIR)/$(VENV)/bin/llctl init; \
-	$(CURDIR)/$(VENV)/bin/llctl stop-training --reason "demo: the big red button"; \
-	$(CURDIR)/$(VENV)/bin/llctl status; \
-	$(CURDIR)/$(VENV)/bin/llctl resume --reason "demo: all clear"; \
-	$(CURDIR)/$(VENV)/bin/llctl audit; \
+	@set -e; ws=$$(mktemp -d); L=$(CURDIR)/$(VENV)/bin/llctl; cd $$ws; \
+	$$L init; \
+	$(CURDIR)/$(PY) -m lifelong_cli.data.synthetic stream --batches 3 --rows 2000 --broken 3 >/dev/null; \
+	$$L ingest stream/batch-01.csv --source crm; \
+	$$L ingest stream/batch-02.csv --source crm; \
+	$$L ingest stream/batch-03.csv --source crm; \
+	$$L drift --batch 3 || true; \
+	$$L stop-training --reason "demo: x1 arrives x100 from crm"; \
+	$$L purge-data --batch 3 --reason "demo: broken upstream"; \
+	$$L resume --reason "demo: bad batch purged"; \
+	$$L status; \
+	$$L audit; \
 	echo "workspace: $$ws"
 
 # The whole suite: lint, unit/ops/cli/e2e tests (PostgreSQL ones when LLCTL_TEST_POSTGRES_URL is

@@ -66,7 +66,7 @@ def _ts(v: str) -> datetime:
 
 def accepted_batches(conn, kinds: Iterable[str] | None = None) -> list[BatchRef]:
     q = select(batches.c.id, batches.c.kind, batches.c.source, batches.c.segment_path).where(
-        batches.c.status == "accepted").order_by(batches.c.id)
+        batches.c.status == "accepted", batches.c.segment_path.is_not(None)).order_by(batches.c.id)
     if kinds:
         q = q.where(batches.c.kind.in_(list(kinds)))
     return [BatchRef(*r) for r in conn.execute(q)]

@@ -1,11 +1,13 @@
 """Input readers: a file, a directory of files, or stdin, streamed in chunks.
 
 ``open_input`` fixes what will be read and its content hash (stdin is spooled to a temp file
-while hashing). ``iter_chunks`` yields ``(table, malformed)`` pairs: a table of raw columns and
-the rows that could not be parsed at all, each with its row number, text and reason."""
+while hashing). ``iter_chunks`` yields ``(table, malformed)`` pairs: a table of raw columns (with
+each row's input row number in ``_row`` for CSV and JSON Lines) and the rows that could not be
+parsed at all, each with its row number, text and reason."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -18,10 +20,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from lifelong_cli.data.schema import LINE
 from lifelong_cli.errors import InvalidInputError, NotFoundError
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 HASH_BLOCK = 1 << 20
+CSV_BLOCK = 1 << 22  # pyarrow's read block: a row longer than this cannot be parsed
 
 
 @dataclass
@@ -56,20 +60,52 @@ def _format_of(path: Path, explicit: str | None) -> str:
     return fmt
 
 
+class _Utf8Check:
+    """Fed every block of a CSV input while it is hashed: text that is not UTF-8 is refused up front
+    (pyarrow would otherwise fail mid-file, or print a traceback for a malformed non-UTF-8 row)."""
+
+    def __init__(self, label: str) -> None:
+        self.label, self.offset, self.lines = label, 0, 1
+        self.dec = codecs.getincrementaldecoder("utf-8")()
+
+    def feed(self, block: bytes, final: bool = False) -> None:
+        try:
+            self.dec.decode(block, final)
+        except UnicodeDecodeError as exc:
+            pos = max(0, exc.start)
+            at = self.offset + pos
+            line = self.lines + block.count(b"\n", 0, pos)
+            raise InvalidInputError(f"{self.label}: not valid UTF-8 text (byte {at}, line {line})",
+                                    hint="re-export the file as UTF-8; nothing was ingested") from None
+        self.offset += len(block)
+        self.lines += block.count(b"\n")
+
+
 def open_input(path: str, *, fmt: str | None, spool_dir: Path) -> InputSource:
     h = hashlib.sha256()
     if path == "-":
         spool_dir.mkdir(parents=True, exist_ok=True)
         size = 0
+        the_fmt = fmt or "csv"
+        check = _Utf8Check("stdin") if the_fmt == "csv" else None
         with tempfile.NamedTemporaryFile(dir=spool_dir, prefix=".stdin.", suffix=".llctl-tmp", delete=False) as tmp:
-            while True:
-                block = sys.stdin.buffer.read(HASH_BLOCK)
-                if not block:
-                    break
-                h.update(block)
-                tmp.write(block)
-                size += len(block)
-        return InputSource("-", [Path(tmp.name)], fmt or "csv", h.hexdigest(), size, spooled=Path(tmp.name))
+            try:
+                while True:
+                    block = sys.stdin.buffer.read(HASH_BLOCK)
+                    if not block:
+                        break
+                    h.update(block)
+                    tmp.write(block)
+                    size += len(block)
+                    if check:
+                        check.feed(block)
+                if check:
+                    check.feed(b"", final=True)
+            except BaseException:
+                tmp.close()
+                Path(tmp.name).unlink(missing_ok=True)
+                raise
+        return InputSource("-", [Path(tmp.name)], the_fmt, h.hexdigest(), size, spooled=Path(tmp.name))
     p = Path(path).expanduser()
     if not p.exists():
         raise NotFoundError(f"{p} does not exist", hint="check the path, or pass - to read stdin")
@@ -90,10 +126,15 @@ def open_input(path: str, *, fmt: str | None, spool_dir: Path) -> InputSource:
     for f in files:
         if len(files) > 1:
             h.update(f.name.encode() + b"\0")
+        check = _Utf8Check(str(f)) if the_fmt == "csv" else None
         with f.open("rb") as fh:
             while block := fh.read(HASH_BLOCK):
                 h.update(block)
                 size += len(block)
+                if check:
+                    check.feed(block)
+        if check:
+            check.feed(b"", final=True)
     return InputSource(str(p), files, the_fmt, h.hexdigest(), size)
 
 
@@ -119,42 +160,73 @@ def _csv_header(path: Path, label: str) -> list[str]:
 
 
 def _csv_chunks(path, src, wanted, chunk_rows, on_bytes):
+    import numpy as np
     import pyarrow.csv as pcsv
 
     header = [c.strip() for c in _csv_header(path, src.label)]
     src.columns = header
     include = [c for c in wanted if c in header]
     malformed: list[Malformed] = []
+    skipped: set[int] = set()  # data rows (1 = the first after the header) that could not be parsed
+    next_row = 1
 
     def on_invalid(row) -> str:
-        malformed.append(Malformed(row.number or -1, (row.text or "")[:2000],
+        # row.number counts non-blank lines with the header as 1 (known only when parsing serially)
+        n = row.number - 1 if row.number else -1
+        skipped.add(n)
+        malformed.append(Malformed(n, (row.text or "")[:2000],
                                    f"malformed CSV row: expected {row.expected_columns} fields, got {row.actual_columns}"))
         return "skip"
 
-    read_opts = pcsv.ReadOptions(block_size=1 << 22, use_threads=True)
+    def numbers(k: int) -> np.ndarray:
+        """The data-row numbers of the next k parsed rows: the rows not skipped as malformed."""
+        nonlocal next_row
+        skip = [n for n in skipped if n >= next_row]
+        cand = np.arange(next_row, next_row + k + len(skip), dtype=np.int64)
+        if skip:
+            cand = cand[~np.isin(cand, skip)]
+        nums = cand[:k]
+        if k:
+            next_row = int(nums[-1]) + 1
+            skipped.difference_update([n for n in skipped if n < next_row])
+        return nums
+
+    # use_threads=False: only a serial parse reports the row number of a malformed row
+    read_opts = pcsv.ReadOptions(block_size=CSV_BLOCK, use_threads=False)
     parse_opts = pcsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=False)
     conv = pcsv.ConvertOptions(column_types={c: pa.string() for c in header}, include_columns=include,
                                strings_can_be_null=True, null_values=["", "null", "NULL", "None"],
                                quoted_strings_can_be_null=False)
+
+    def table(batches: list[pa.RecordBatch], lines: list[np.ndarray]) -> pa.Table:
+        tbl = (pa.Table.from_batches(batches) if batches
+               else pa.table({c: pa.array([], pa.string()) for c in include}))
+        return tbl.append_column(LINE, pa.array(np.concatenate(lines) if lines else [], pa.int64()))
+
     try:
         rdr = pcsv.open_csv(path, read_options=read_opts, parse_options=parse_opts, convert_options=conv)
         pending: list[pa.RecordBatch] = []
+        pending_lines: list[np.ndarray] = []
         rows = 0
         for batch in rdr:
             pending.append(batch)
+            pending_lines.append(numbers(batch.num_rows))
             rows += batch.num_rows
             if rows >= chunk_rows:
-                yield pa.Table.from_batches(pending), _take(malformed)
-                pending, rows = [], 0
+                yield table(pending, pending_lines), _take(malformed)
+                pending, pending_lines, rows = [], [], 0
             if on_bytes:
                 on_bytes(batch.nbytes)
         if pending or malformed:
-            tbl = pa.Table.from_batches(pending) if pending else pa.table({c: pa.array([], pa.string()) for c in include})
-            yield tbl, _take(malformed)
+            yield table(pending, pending_lines), _take(malformed)
     except pa.ArrowInvalid as exc:
         msg = str(exc).splitlines()[0]
         if "UTF8" in msg or "utf8" in msg.lower():
             raise InvalidInputError(f"{src.label}: not valid UTF-8 text ({msg})", hint="re-export the file as UTF-8; nothing was ingested") from None
+        if "straddl" in msg:  # one row does not fit in a read block
+            raise InvalidInputError(
+                f"{src.label}: a row is longer than {CSV_BLOCK >> 20} MB, so the file cannot be read (a runaway field or quote?)",
+                hint="fields longer than data.max_field_bytes are quarantined when their row fits; fix the export; nothing was ingested") from None
         raise InvalidInputError(f"{src.label}: unreadable CSV ({msg})", hint="fix the file; nothing was ingested") from None
 
 
@@ -166,6 +238,7 @@ def _take(items: list) -> list:
 
 def _jsonl_chunks(path, src, wanted, chunk_rows, on_bytes):
     rows: list[dict] = []
+    lines: list[int] = []
     bad: list[Malformed] = []
     seen: set[str] = set()
     with path.open("rb") as fh:
@@ -185,18 +258,21 @@ def _jsonl_chunks(path, src, wanted, chunk_rows, on_bytes):
             seen.update(obj)
             rows.append({k: (None if obj.get(k) is None else (v if isinstance(v := obj.get(k), str) else json.dumps(v)))
                          for k in wanted})
+            lines.append(n)
             if len(rows) >= chunk_rows:
                 src.columns = sorted(seen)
-                yield _rows_table(rows, wanted, seen), _take(bad)
+                yield _rows_table(rows, wanted, seen, lines), _take(bad)
                 rows = []
+                lines = []
     src.columns = sorted(seen)
     if rows or bad:
-        yield _rows_table(rows, wanted, seen), _take(bad)
+        yield _rows_table(rows, wanted, seen, lines), _take(bad)
 
 
-def _rows_table(rows: list[dict], wanted: list[str], seen: set[str]) -> pa.Table:
+def _rows_table(rows: list[dict], wanted: list[str], seen: set[str], lines: list[int]) -> pa.Table:
     cols = [c for c in wanted if c in seen]
-    return pa.table({c: pa.array([r[c] for r in rows], pa.string()) for c in cols})
+    return pa.table({**{c: pa.array([r[c] for r in rows], pa.string()) for c in cols},
+                     LINE: pa.array(lines, pa.int64())})
 
 
 def _parquet_chunks(path, src, wanted, chunk_rows, on_bytes):

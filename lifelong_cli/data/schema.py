@@ -261,7 +261,9 @@ def validate_chunk(table: pa.Table, schema: DataSchema, kind: str = "examples",
     good_tbl = good_tbl.filter(pc.invert(bad))
     raw_cols = {c: _as_string(col(c)) for c in schema.columns(kind)}
     raw_cols[REASON] = chk.reason
-    raw_cols[LINE] = pa.array(range(first_line, first_line + n), pa.int64())
+    # the reader's row numbers when it has them (they skip rows it could not parse), else consecutive
+    raw_cols[LINE] = (col(LINE).cast(pa.int64()) if LINE in present
+                      else pa.array(range(first_line, first_line + n), pa.int64()))
     raw_cols[RAW] = pa.nulls(n, pa.string())
     bad_tbl = pa.table(raw_cols).filter(bad)
     return good_tbl, bad_tbl

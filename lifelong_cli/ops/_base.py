@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING, Any
 from lifelong_cli.errors import LlctlError
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
-
     from lifelong_cli.context import AppContext
 
 
@@ -51,23 +49,31 @@ class AuditEntry:
 
 @contextmanager
 def audited(
-    ctx: AppContext, verb: str, *, args: Mapping[str, Any], reason: str | None = None
-) -> Iterator[tuple[Connection, AuditEntry]]:
+    ctx: AppContext, verb: str, *, args: Mapping[str, Any], reason: str | None = None, sa: bool = False
+) -> Iterator[tuple[Any, AuditEntry]]:
     """Run a state change and its audit entry in one transaction.
 
+    Yields a fast ``Tx`` (or, with ``sa=True``, a SQLAlchemy connection for the heavier planes).
     If the op raises an LlctlError the change is rolled back and the refusal is audited on its own."""
     from lifelong_cli.store import audit
+    from lifelong_cli.store.sql import Tx
 
     entry = AuditEntry()
     try:
-        with ctx.store.transaction() as conn:
-            yield conn, entry
-            audit.append(conn, ts=ctx.now(), actor=ctx.actor, verb=verb, args=args, reason=reason,
-                         outcome=entry.outcome, detail=entry.detail)
+        if sa:
+            with ctx.store.transaction() as conn:
+                yield conn, entry
+                audit.append(Tx.from_sa(conn), ts=ctx.now(), actor=ctx.actor, verb=verb, args=args, reason=reason,
+                             outcome=entry.outcome, detail=entry.detail)
+        else:
+            with ctx.store.tx() as t:
+                yield t, entry
+                audit.append(t, ts=ctx.now(), actor=ctx.actor, verb=verb, args=args, reason=reason,
+                             outcome=entry.outcome, detail=entry.detail)
     except LlctlError as exc:
         if exc.kind == "unavailable":
             raise
-        with ctx.store.transaction() as conn:
-            audit.append(conn, ts=ctx.now(), actor=ctx.actor, verb=verb, args=args, reason=reason,
+        with ctx.store.tx() as t:
+            audit.append(t, ts=ctx.now(), actor=ctx.actor, verb=verb, args=args, reason=reason,
                          outcome="refused", detail={"error": exc.message, "exit_code": exc.exit_code})
         raise

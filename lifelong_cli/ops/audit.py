@@ -54,8 +54,8 @@ def audit(
     if limit is not None and limit < 1:
         raise UsageError("--limit must be at least 1", hint="llctl audit --limit 50")
     since_t = parse_time(since, now=ctx.now(), flag="--since") if since else None
-    with ctx.store.read() as conn:
-        rows = audit_store.query(conn, verb=verb, actor=actor, since=since_t, incident_id=incident, limit=limit)
+    with ctx.store.tx(write=False) as t:
+        rows = audit_store.query(t, verb=verb, actor=actor, since=since_t, incident_id=incident, limit=limit)
     return AuditResult(
         entries=jsonable(rows),
         filters=jsonable({"verb": verb, "actor": actor, "since": since_t, "incident": incident, "limit": limit}),

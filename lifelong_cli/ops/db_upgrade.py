@@ -26,8 +26,8 @@ def db_upgrade(ctx: AppContext) -> DbUpgradeResult:
     store = ctx.raw_store
     before, after = store.upgrade()
     changed = before != after
-    with store.transaction() as conn:
-        audit.append(conn, ts=ctx.now(), actor=ctx.actor, verb="db-upgrade", args={}, reason=None,
+    with store.tx() as t:
+        audit.append(t, ts=ctx.now(), actor=ctx.actor, verb="db-upgrade", args={}, reason=None,
                       outcome="ok" if changed else "noop", detail={"from": before, "to": after})
     msg = f"store upgraded from {before or 'empty'} to {after}" if changed else f"store already at {after}"
     return DbUpgradeResult(store=store.display_url, revision_before=before, revision=after, changed=changed, message=msg)

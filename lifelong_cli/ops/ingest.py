@@ -184,7 +184,7 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
                                     message=f"dry run: would {'accept' if status == 'accepted' else 'REJECT'} this batch",
                                     next="run again without --dry-run to ingest")
             seg_path = gw.commit() if status == "accepted" and counts["accepted"] else None
-            if status != "accepted":
+            if seg_path is None:
                 gw.abort()
             q_path = qw.commit() if counts["quarantined"] else None
             if not counts["quarantined"]:
@@ -198,7 +198,7 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
             raise
 
         args = {"path": src.label, "source": source, "kind": kind, "format": src.format}
-        with audited(ctx, "ingest", args=args) as (conn, entry):
+        with audited(ctx, "ingest", args=args, sa=True) as (conn, entry):
             twin = accepted_twin(conn)
             if twin is None:
                 res = conn.execute(batches.insert().values(

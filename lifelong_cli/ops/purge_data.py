@@ -129,7 +129,7 @@ def purge_data(ctx: AppContext, *, reason: str, from_: str | None = None, to: st
             old_paths.append(ref.segment_path)
             rewritten.append(bid)
     args = {**spec, "hard": hard}
-    with audited(ctx, "purge-data", args=args, reason=reason) as (conn, entry):
+    with audited(ctx, "purge-data", args=args, reason=reason, sa=True) as (conn, entry):
         res = conn.execute(purge_rules.insert().values(
             created_at=ctx.now(), created_by=ctx.actor, reason=reason, spec=spec, active=not hard, hard=hard,
             rows_affected=rows_affected, blast_radius=jsonable(radius)))
@@ -203,7 +203,7 @@ def undo_purge(ctx: AppContext, *, rule_id: int, reason: str | None = None, dry_
     if dry_run:
         return UndoPurgeResult(rule_id, False, row["rows_affected"],
                                f"dry run: would restore purge rule {rule_id} ({row['rows_affected']} row(s))", "")
-    with audited(ctx, "purge-data", args={"undo": rule_id}, reason=reason) as (conn, entry):
+    with audited(ctx, "purge-data", args={"undo": rule_id}, reason=reason, sa=True) as (conn, entry):
         conn.execute(purge_rules.update().where(purge_rules.c.id == rule_id, purge_rules.c.active)
                      .values(active=False, undone_at=ctx.now(), undone_by=ctx.actor, undo_reason=reason))
         entry.detail = {"undo": rule_id}

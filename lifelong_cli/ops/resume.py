@@ -31,7 +31,7 @@ def resume(ctx: AppContext, *, reason: str | None = None, dry_run: bool = False)
     reason = (reason or "").strip() or None
     now = ctx.now()
     if dry_run:
-        with ctx.store.read() as conn:
+        with ctx.store.tx(write=False) as conn:
             before = control.get(conn)
         msg = (f"would resume training (stopped by {before.stopped_by}: {before.stop_reason})"
                if before.stopped else "would do nothing: training is not stopped")

@@ -5,11 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
-
 from lifelong_cli.ops._base import Result, jsonable
 from lifelong_cli.store import control, deployment
-from lifelong_cli.store.schema import batches, incidents, model_versions, purge_rules, validations
 
 if TYPE_CHECKING:
     from lifelong_cli.context import AppContext
@@ -31,46 +28,24 @@ class StatusResult(Result):
 def status(ctx: AppContext) -> StatusResult:
     """Serving, canary, fallback, training, data freshness, drift and open incidents."""
     now = ctx.now()
-    with ctx.store.read() as conn:
-        dep = deployment.get(conn)
-        ctl = control.get(conn)
-        n_versions, latest_version = conn.execute(
-            select(func.count(model_versions.c.id), func.max(model_versions.c.id))
-        ).one()
+    with ctx.store.tx(write=False) as t:
+        dep = deployment.get(t)
+        ctl = control.get(t)
+        v = t.row("SELECT count(*) AS n, max(id) AS latest FROM model_versions")
+        n_versions, latest_version = v["n"], v["latest"]
         last_verdict = None
         if latest_version is not None:
-            last_verdict = conn.execute(
-                select(validations.c.verdict)
-                .where(validations.c.version_id == latest_version)
-                .order_by(validations.c.id.desc())
-                .limit(1)
-            ).scalar()
-        b = conn.execute(
-            select(
-                func.count(batches.c.id),
-                func.max(batches.c.created_at),
-                func.max(batches.c.event_time_max),
-                func.coalesce(func.sum(batches.c.rows_accepted), 0),
-                func.coalesce(func.sum(batches.c.rows_quarantined), 0),
-            ).where(batches.c.status == "accepted")
-        ).one()
-        rejected = conn.execute(select(func.count(batches.c.id)).where(batches.c.status == "rejected")).scalar()
-        active_rules = conn.execute(select(func.count(purge_rules.c.id)).where(purge_rules.c.active)).scalar()
-        last_drift = conn.execute(
-            select(batches.c.id, batches.c.drifted, batches.c.drift, batches.c.created_at)
-            .where(batches.c.drifted.is_not(None))
-            .order_by(batches.c.id.desc())
-            .limit(1)
-        ).mappings().first()
-        open_incidents = [
-            dict(r)
-            for r in conn.execute(
-                select(incidents.c.id, incidents.c.title, incidents.c.severity, incidents.c.opened_at,
-                       incidents.c.opened_by)
-                .where(incidents.c.status == "open")
-                .order_by(incidents.c.id)
-            ).mappings()
-        ]
+            last_verdict = t.scalar("SELECT verdict FROM validations WHERE version_id = :v ORDER BY id DESC LIMIT 1",
+                                    {"v": latest_version})
+        b = t.row("SELECT count(*) AS n, max(created_at) AS last_at, max(event_time_max) AS newest, "
+                  "coalesce(sum(rows_accepted), 0) AS accepted, coalesce(sum(rows_quarantined), 0) AS quarantined "
+                  "FROM batches WHERE status = 'accepted'", types={"last_at": "ts", "newest": "ts"})
+        rejected = t.scalar("SELECT count(*) FROM batches WHERE status = 'rejected'")
+        active_rules = t.scalar("SELECT count(*) FROM purge_rules WHERE active = :t", {"t": True})
+        last_drift = t.row("SELECT id, drifted, drift, created_at FROM batches WHERE drifted IS NOT NULL "
+                           "ORDER BY id DESC LIMIT 1", types={"drifted": "bool", "drift": "json", "created_at": "ts"})
+        open_incidents = t.rows("SELECT id, title, severity, opened_at, opened_by FROM incidents "
+                                "WHERE status = 'open' ORDER BY id", types={"opened_at": "ts"})
 
     lease_active = ctl.lease_active(now)
     serving = {
@@ -99,15 +74,15 @@ def status(ctx: AppContext) -> StatusResult:
         "latest_version": latest_version,
         "latest_verdict": last_verdict,
     }
-    last_ingest = b[1]
+    last_ingest = b["last_at"]
     data = {
-        "batches": b[0],
+        "batches": b["n"],
         "batches_rejected": rejected,
-        "rows_accepted": int(b[3]),
-        "rows_quarantined": int(b[4]),
+        "rows_accepted": int(b["accepted"]),
+        "rows_quarantined": int(b["quarantined"]),
         "last_ingest_at": last_ingest,
         "last_ingest_age_seconds": (now - last_ingest).total_seconds() if last_ingest else None,
-        "newest_event_time": b[2],
+        "newest_event_time": b["newest"],
         "active_purge_rules": active_rules,
     }
     drift = (

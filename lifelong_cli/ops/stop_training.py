@@ -34,7 +34,7 @@ def stop_training(ctx: AppContext, *, reason: str, dry_run: bool = False) -> Sto
         raise UsageError("--reason is required and must not be empty", hint='llctl stop-training --reason "why"')
     now = ctx.now()
     if dry_run:
-        with ctx.store.read() as conn:
+        with ctx.store.tx(write=False) as conn:
             state = control.get(conn)
         return _result(state, changed=False, dry_run=True, now=now)
     with audited(ctx, "stop-training", args={"reason": reason}, reason=reason) as (conn, entry):

@@ -6,12 +6,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
-from sqlalchemy.engine import Connection
-
-from lifelong_cli.store.schema import audit_log, incidents
+from lifelong_cli.store.sql import Tx
 
 SECRET_KEYS = ("password", "token", "secret", "url")
+TYPES = {"ts": "ts", "args": "json", "detail": "json"}
 
 
 def scrub(args: Mapping[str, Any]) -> dict[str, Any]:
@@ -19,62 +17,31 @@ def scrub(args: Mapping[str, Any]) -> dict[str, Any]:
     return {k: ("***" if any(s in k.lower() for s in SECRET_KEYS) and v else v) for k, v in args.items()}
 
 
-def open_incident_id(conn: Connection) -> int | None:
-    row = conn.execute(
-        select(incidents.c.id).where(incidents.c.status == "open").order_by(incidents.c.id.desc()).limit(1)
-    ).first()
-    return row[0] if row else None
+def open_incident_id(t: Tx) -> int | None:
+    return t.scalar("SELECT id FROM incidents WHERE status = 'open' ORDER BY id DESC LIMIT 1")
 
 
-def append(
-    conn: Connection,
-    *,
-    ts: datetime,
-    actor: str,
-    verb: str,
-    args: Mapping[str, Any],
-    reason: str | None,
-    outcome: str,
-    detail: Mapping[str, Any] | None = None,
-) -> int:
+def append(t: Tx, *, ts: datetime, actor: str, verb: str, args: Mapping[str, Any], reason: str | None,
+           outcome: str, detail: Mapping[str, Any] | None = None) -> int:
     """Append one entry, linked to the newest open incident if there is one."""
-    res = conn.execute(
-        insert(audit_log).values(
-            ts=ts,
-            actor=actor,
-            verb=verb,
-            args=scrub(args),
-            reason=reason,
-            outcome=outcome,
-            detail=dict(detail or {}),
-            incident_id=open_incident_id(conn),
-        )
-    )
-    return res.inserted_primary_key[0]
+    return t.insert("audit_log", {"ts": ts, "actor": actor, "verb": verb, "args": scrub(args), "reason": reason,
+                                  "outcome": outcome, "detail": dict(detail or {}),
+                                  "incident_id": open_incident_id(t)})
 
 
-def query(
-    conn: Connection,
-    *,
-    verb: str | None = None,
-    actor: str | None = None,
-    since: datetime | None = None,
-    incident_id: int | None = None,
-    limit: int | None = None,
-) -> list[dict[str, Any]]:
+def query(t: Tx, *, verb: str | None = None, actor: str | None = None, since: datetime | None = None,
+          incident_id: int | None = None, limit: int | None = None) -> list[dict[str, Any]]:
     """Entries oldest first (the newest ``limit`` of them when a limit is given)."""
-    q = select(audit_log)
-    if verb:
-        q = q.where(audit_log.c.verb == verb)
-    if actor:
-        q = q.where(audit_log.c.actor == actor)
-    if since:
-        q = q.where(audit_log.c.ts >= since)
-    if incident_id is not None:
-        q = q.where(audit_log.c.incident_id == incident_id)
-    q = q.order_by(audit_log.c.id.desc())
+    where, params = [], {}
+    for col, val, op in (("verb", verb, "="), ("actor", actor, "="), ("ts", since, ">="),
+                         ("incident_id", incident_id, "=")):
+        if val is not None:
+            where.append(f"{col} {op} :{col}")
+            params[col] = val
+    sql = ("SELECT id, ts, actor, verb, args, reason, outcome, detail, incident_id FROM audit_log"
+           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC")
     if limit:
-        q = q.limit(limit)
-    rows = [dict(r) for r in conn.execute(q).mappings()]
+        sql += f" LIMIT {int(limit)}"
+    rows = t.rows(sql, params, types=TYPES)
     rows.reverse()
     return rows

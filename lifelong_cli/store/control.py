@@ -1,21 +1,20 @@
 """Training control: the stop flag and the training lease (one row, id=1).
 
-Every function takes an open write transaction; the row is locked first so that concurrent
-engineers and trainers are serialised (FOR UPDATE on PostgreSQL; BEGIN IMMEDIATE on SQLite)."""
+Every function takes an open write transaction (``Store.tx()``); the row is locked first so that
+concurrent engineers and trainers are serialised (FOR UPDATE on PostgreSQL; BEGIN IMMEDIATE on
+SQLite)."""
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
-from sqlalchemy.engine import Connection
-
 from lifelong_cli.errors import LeaseHeldError, PreconditionError
-from lifelong_cli.store.schema import training_control
+from lifelong_cli.store.sql import Tx
 
-_ROW = training_control.c.id == 1
+_TS = ("stopped_at", "resumed_at", "lease_acquired_at", "lease_heartbeat_at", "lease_expires_at")
+TYPES = {**{c: "ts" for c in _TS}, "stopped": "bool"}
 
 
 @dataclass(frozen=True)
@@ -28,6 +27,7 @@ class ControlState:
     resumed_at: datetime | None
     resume_reason: str | None
     lease_holder: str | None
+    lease_token: str | None
     lease_acquired_at: datetime | None
     lease_heartbeat_at: datetime | None
     lease_expires_at: datetime | None
@@ -36,45 +36,38 @@ class ControlState:
         return self.lease_holder is not None and self.lease_expires_at is not None and self.lease_expires_at > now
 
 
-def _lock(conn: Connection):
-    q = select(training_control).where(_ROW)
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update()
-    row = conn.execute(q).mappings().one()
-    return row
+_COLS = ", ".join(f.name for f in fields(ControlState))
 
 
-def get(conn: Connection) -> ControlState:
-    row = conn.execute(select(training_control).where(_ROW)).mappings().one()
-    return _state(row)
+def _read(t: Tx, *, lock: bool) -> ControlState:
+    sql = f"SELECT {_COLS} FROM training_control WHERE id = 1" + (" FOR UPDATE" if lock and t.postgres else "")
+    return ControlState(**t.row(sql, types=TYPES))
 
 
-def _state(row) -> ControlState:
-    return ControlState(**{k: row[k] for k in ControlState.__dataclass_fields__})
+def get(t: Tx) -> ControlState:
+    return _read(t, lock=False)
 
 
-def stop(conn: Connection, *, actor: str, reason: str, now: datetime) -> tuple[ControlState, bool]:
+def _set(t: Tx, **values) -> None:
+    t.execute(f"UPDATE training_control SET {', '.join(f'{k} = :{k}' for k in values)} WHERE id = 1", values)
+
+
+def stop(t: Tx, *, actor: str, reason: str, now: datetime) -> tuple[ControlState, bool]:
     """Set the stop flag. Returns (state, changed); a second stop changes nothing."""
-    before = _state(_lock(conn))
+    before = _read(t, lock=True)
     if before.stopped:
         return before, False
-    conn.execute(
-        update(training_control).where(_ROW).values(stopped=True, stopped_by=actor, stopped_at=now, stop_reason=reason)
-    )
-    return get(conn), True
+    _set(t, stopped=True, stopped_by=actor, stopped_at=now, stop_reason=reason)
+    return get(t), True
 
 
-def resume(conn: Connection, *, actor: str, reason: str | None, now: datetime) -> tuple[ControlState, bool]:
+def resume(t: Tx, *, actor: str, reason: str | None, now: datetime) -> tuple[ControlState, bool]:
     """Lift the stop flag. Returns (state, changed); resuming a running system changes nothing."""
-    before = _state(_lock(conn))
+    before = _read(t, lock=True)
     if not before.stopped:
         return before, False
-    conn.execute(
-        update(training_control)
-        .where(_ROW)
-        .values(stopped=False, resumed_by=actor, resumed_at=now, resume_reason=reason)
-    )
-    return get(conn), True
+    _set(t, stopped=False, resumed_by=actor, resumed_at=now, resume_reason=reason)
+    return get(t), True
 
 
 @dataclass(frozen=True)
@@ -84,58 +77,43 @@ class Lease:
     expires_at: datetime
 
 
-def acquire_lease(conn: Connection, *, holder: str, ttl: timedelta, now: datetime) -> Lease:
+def acquire_lease(t: Tx, *, holder: str, ttl: timedelta, now: datetime) -> Lease:
     """Take the training lease, or raise LeaseHeldError naming the live holder.
 
     An expired lease (its holder died without releasing) is taken over."""
-    row = _lock(conn)
-    if row["lease_holder"] and row["lease_expires_at"] and row["lease_expires_at"] > now:
+    cur = _read(t, lock=True)
+    if cur.lease_active(now):
         raise LeaseHeldError(
-            f"training lease held by {row['lease_holder']} since {row['lease_acquired_at']:%Y-%m-%d %H:%M:%S}Z "
-            f"(expires {row['lease_expires_at']:%H:%M:%S}Z unless renewed)",
+            f"training lease held by {cur.lease_holder} since {cur.lease_acquired_at:%Y-%m-%d %H:%M:%S}Z "
+            f"(expires {cur.lease_expires_at:%H:%M:%S}Z unless renewed)",
             hint="wait for that run to finish, or `llctl stop-training --reason ...` to stop it",
-            holder=row["lease_holder"],
+            holder=cur.lease_holder,
         )
     lease = Lease(holder=holder, token=secrets.token_hex(16), expires_at=now + ttl)
-    conn.execute(
-        update(training_control)
-        .where(_ROW)
-        .values(
-            lease_holder=holder,
-            lease_token=lease.token,
-            lease_acquired_at=now,
-            lease_heartbeat_at=now,
-            lease_expires_at=lease.expires_at,
-        )
-    )
+    _set(t, lease_holder=holder, lease_token=lease.token, lease_acquired_at=now, lease_heartbeat_at=now,
+         lease_expires_at=lease.expires_at)
     return lease
 
 
-def heartbeat(conn: Connection, lease: Lease, *, ttl: timedelta, now: datetime) -> tuple[Lease, ControlState]:
+def heartbeat(t: Tx, lease: Lease, *, ttl: timedelta, now: datetime) -> tuple[Lease, ControlState]:
     """Extend the lease and return the control state (the trainer checks the stop flag here).
 
     Raises PreconditionError if the lease was lost (expired and taken by someone else)."""
-    row = _lock(conn)
-    if row["lease_token"] != lease.token:
+    cur = _read(t, lock=True)
+    if cur.lease_token != lease.token:
         raise PreconditionError(
-            f"training lease lost: now held by {row['lease_holder'] or 'nobody'}",
+            f"training lease lost: now held by {cur.lease_holder or 'nobody'}",
             hint="this run stops without writing a version; run `llctl status` to see who trains",
         )
     expires = now + ttl
-    conn.execute(
-        update(training_control).where(_ROW).values(lease_heartbeat_at=now, lease_expires_at=expires)
-    )
-    return Lease(lease.holder, lease.token, expires), _state({**row, "lease_heartbeat_at": now, "lease_expires_at": expires})
+    _set(t, lease_heartbeat_at=now, lease_expires_at=expires)
+    return Lease(lease.holder, lease.token, expires), get(t)
 
 
-def release_lease(conn: Connection, lease: Lease) -> bool:
+def release_lease(t: Tx, lease: Lease) -> bool:
     """Give the lease back; returns False if it was no longer ours."""
-    row = _lock(conn)
-    if row["lease_token"] != lease.token:
+    if _read(t, lock=True).lease_token != lease.token:
         return False
-    conn.execute(
-        update(training_control)
-        .where(_ROW)
-        .values(lease_holder=None, lease_token=None, lease_acquired_at=None, lease_heartbeat_at=None, lease_expires_at=None)
-    )
+    _set(t, lease_holder=None, lease_token=None, lease_acquired_at=None, lease_heartbeat_at=None,
+         lease_expires_at=None)
     return True

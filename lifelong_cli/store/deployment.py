@@ -6,33 +6,27 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.engine import Connection
-
 from lifelong_cli.errors import GenerationConflictError
-from lifelong_cli.store.schema import deployment
+from lifelong_cli.store.sql import Tx
 
-_ROW = deployment.c.id == 1
-
-
-def get(conn: Connection, *, lock: bool = False) -> dict[str, Any]:
-    q = select(deployment).where(_ROW)
-    if lock and conn.dialect.name == "postgresql":
-        q = q.with_for_update()
-    return dict(conn.execute(q).mappings().one())
+TYPES = {"canary_started_at": "ts", "fallback_since": "ts", "updated_at": "ts", "fallback_mode": "bool"}
+_COLS = ("id, stable_version, canary_version, canary_share, canary_step, canary_state, canary_started_at, "
+         "fallback_mode, fallback_strategy, fallback_since, training_head, generation, updated_at, updated_by")
 
 
-def compare_and_set(
-    conn: Connection, *, expected_generation: int, actor: str, now: datetime, **changes: Any
-) -> int:
+def get(t: Tx, *, lock: bool = False) -> dict[str, Any]:
+    return t.row(f"SELECT {_COLS} FROM deployment WHERE id = 1" + (" FOR UPDATE" if lock and t.postgres else ""),
+                 types=TYPES)
+
+
+def compare_and_set(t: Tx, *, expected_generation: int, actor: str, now: datetime, **changes: Any) -> int:
     """Apply ``changes`` if the generation is still ``expected_generation``; returns the new one."""
-    res = conn.execute(
-        update(deployment)
-        .where(_ROW, deployment.c.generation == expected_generation)
-        .values(generation=deployment.c.generation + 1, updated_at=now, updated_by=actor, **changes)
-    )
-    if res.rowcount != 1:
-        current = get(conn)["generation"]
+    sets = ", ".join([*(f"{k} = :{k}" for k in changes), "generation = generation + 1",
+                      "updated_at = :updated_at", "updated_by = :updated_by"])
+    cur = t.execute(f"UPDATE deployment SET {sets} WHERE id = 1 AND generation = :expected",
+                    {**changes, "updated_at": now, "updated_by": actor, "expected": expected_generation})
+    if cur.rowcount != 1:
+        current = get(t)["generation"]
         raise GenerationConflictError(
             f"deployment changed while this command ran (generation {expected_generation} → {current})",
             hint="run `llctl status` to see the current state, then retry",
@@ -40,7 +34,7 @@ def compare_and_set(
     return expected_generation + 1
 
 
-def update_locked(conn: Connection, *, actor: str, now: datetime, **changes: Any) -> int:
+def update_locked(t: Tx, *, actor: str, now: datetime, **changes: Any) -> int:
     """Lock the row, then compare-and-set against what was read: the usual write path."""
-    row = get(conn, lock=True)
-    return compare_and_set(conn, expected_generation=row["generation"], actor=actor, now=now, **changes)
+    row = get(t, lock=True)
+    return compare_and_set(t, expected_generation=row["generation"], actor=actor, now=now, **changes)

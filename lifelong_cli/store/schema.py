@@ -18,11 +18,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    UniqueConstraint,
 )
 from sqlalchemy.types import TypeDecorator
 
-HEAD_REVISION = "0001"
+from lifelong_cli.store.db import HEAD_REVISION  # noqa: F401  (re-exported)
 
 metadata = MetaData()
 
@@ -118,7 +117,7 @@ batches = Table(
     Column("id", Integer, primary_key=True),
     Column("kind", String(20), nullable=False),
     Column("source", String(200), nullable=False),
-    Column("content_hash", String(64), nullable=False),
+    Column("content_hash", String(64), nullable=False, index=True),
     Column("status", String(20), nullable=False),
     Column("input", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
@@ -135,7 +134,6 @@ batches = Table(
     Column("drifted", Boolean, nullable=True),
     Column("drift", JSON, nullable=True),
     Column("detail", JSON, nullable=False, default=dict),
-    UniqueConstraint("kind", "content_hash", name="uq_batches_kind_hash"),
 )
 
 purge_rules = Table(

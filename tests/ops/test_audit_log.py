@@ -22,7 +22,7 @@ def test_audit_rows_cannot_be_updated_or_deleted(ctx, stmt):
 
 
 def test_secret_arguments_are_masked(ctx):
-    with ctx.store.transaction() as c:
+    with ctx.store.tx() as c:
         audit_store.append(c, ts=ctx.now(), actor="a", verb="v", args={"store_url": "postgresql://u:pw@h/db",
                            "admin_token": "s3cret", "reason": "ok"}, reason=None, outcome="ok")
     e = audit(ctx, verb="v").entries[0]

@@ -7,15 +7,12 @@ import multiprocessing as mp
 import os
 from pathlib import Path
 
-from sqlalchemy import func, select
-
 from lifelong_cli.context import AppContext
 from lifelong_cli.errors import GenerationConflictError
 from lifelong_cli.ops.resume import resume
 from lifelong_cli.ops.stop_training import stop_training
 from lifelong_cli.store import audit as audit_store
 from lifelong_cli.store import control, deployment
-from lifelong_cli.store.schema import audit_log
 
 PROCS = 16
 ROUNDS = 6
@@ -32,10 +29,10 @@ def _worker(ws: str, env: dict[str, str], n: int, q) -> None:
                 resume(ctx, reason=f"w{n} r{i}")
             flips += 1
             # a blind compare-and-set first (may lose the race), then the locked path (must win)
-            with ctx.store.read() as c:
+            with ctx.store.tx(write=False) as c:
                 seen = deployment.get(c)["generation"]
             try:
-                with ctx.store.transaction() as c:
+                with ctx.store.tx() as c:
                     deployment.compare_and_set(c, expected_generation=seen, actor=ctx.actor, now=ctx.now(),
                                                canary_share=n / 100)
                     audit_store.append(c, ts=ctx.now(), actor=ctx.actor, verb="bump", args={"n": n},
@@ -43,7 +40,7 @@ def _worker(ws: str, env: dict[str, str], n: int, q) -> None:
                 bumps += 1
             except GenerationConflictError:
                 conflicts += 1
-            with ctx.store.transaction() as c:
+            with ctx.store.tx() as c:
                 deployment.update_locked(c, actor=ctx.actor, now=ctx.now(), canary_share=n / 100)
                 audit_store.append(c, ts=ctx.now(), actor=ctx.actor, verb="bump", args={"n": n},
                                    reason=None, outcome="ok")
@@ -73,19 +70,16 @@ def test_sixteen_processes_leave_consistent_state_and_complete_audit(workspace, 
     assert total_flips == PROCS * ROUNDS
     assert total_bumps >= PROCS * ROUNDS
 
-    with ctx.store.read() as c:
+    with ctx.store.tx(write=False) as c:
         dep = deployment.get(c)
         state = control.get(c)
         # every successful bump moved the generation by exactly one: no lost update
         assert dep["generation"] == total_bumps
-        counts = dict(c.execute(select(audit_log.c.verb, func.count()).group_by(audit_log.c.verb)).all())
+        counts = {r["verb"]: r["n"] for r in c.rows("SELECT verb, count(*) AS n FROM audit_log GROUP BY verb")}
         assert counts["bump"] == total_bumps
         assert counts["stop-training"] + counts["resume"] == total_flips
-        flips = c.execute(
-            select(audit_log.c.verb, audit_log.c.outcome)
-            .where(audit_log.c.verb.in_(["stop-training", "resume"]))
-            .order_by(audit_log.c.id)
-        ).all()
+        flips = [(r["verb"], r["outcome"]) for r in c.rows(
+            "SELECT verb, outcome FROM audit_log WHERE verb IN ('stop-training', 'resume') ORDER BY id")]
     # replaying the audit log reproduces the flag: the log is complete and in commit order
     stopped = False
     for verb, outcome in flips:

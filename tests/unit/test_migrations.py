@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lifelong_cli.store.db import Store
-from lifelong_cli.store.schema import HEAD_REVISION, metadata
+from lifelong_cli.store.db import HEAD_REVISION, Store
+from lifelong_cli.store.schema import metadata
 
 
 def test_head_revision_constant_matches_alembic_head():

@@ -111,8 +111,10 @@ def upgrade() -> None:
         sa.Column("drifted", sa.Boolean, nullable=True),
         sa.Column("drift", sa.JSON, nullable=True),
         sa.Column("detail", sa.JSON, nullable=False),
-        sa.UniqueConstraint("kind", "content_hash", name="uq_batches_kind_hash"),
     )
+    # not unique: a rejected batch may be fixed upstream-side (config) and ingested again;
+    # ingest itself refuses a second *accepted* batch with the same content.
+    op.create_index("ix_batches_content_hash", "batches", ["content_hash"])
     op.create_table(
         "purge_rules",
         sa.Column("id", sa.Integer, primary_key=True),
