@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from lifelong_cli.cli._common import JsonOpt, YesOpt, app_ctx, confirm, run
+from lifelong_cli.cli._common import DryRunOpt, JsonOpt, YesOpt, app_ctx, confirm, run
 
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 db_app = typer.Typer(help="State store maintenance.", no_args_is_help=True)
@@ -18,6 +18,7 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Rewrite llctl.yaml (the old one is kept as a .bak).")] = False,
     store_url: Annotated[str | None, typer.Option("--store-url", help="Write this store URL (no password) into llctl.yaml.")] = None,
     yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Create a workspace: llctl.yaml (every key documented), .llctl/ (state DB, data,
@@ -33,10 +34,10 @@ def init(
         ctx.say(f"next: {r.next}")
 
     def go():
-        if force:
+        if force and not dry_run:
             target = f"{directory}/llctl.yaml" if directory else "llctl.yaml"
             confirm(ctx, f"rewrite {target} from the example (the current one is kept as a .bak)?", yes=yes)
-        return op(ctx, directory=directory, force=force, store_url=store_url)
+        return op(ctx, directory=directory, force=force, store_url=store_url, dry_run=dry_run)
 
     run(ctx, go, render)
 
@@ -60,9 +61,9 @@ def config_show(tctx: typer.Context, json_out: JsonOpt = False) -> None:
 
 
 @db_app.command("upgrade")
-def db_upgrade(tctx: typer.Context, json_out: JsonOpt = False) -> None:
+def db_upgrade(tctx: typer.Context, dry_run: DryRunOpt = False, json_out: JsonOpt = False) -> None:
     """Apply pending schema migrations to the state store (safe to re-run)."""
     from lifelong_cli.ops.db_upgrade import db_upgrade as op
 
     ctx = app_ctx(tctx, json_out=json_out)
-    run(ctx, lambda: op(ctx), lambda c, r: c.say(r.message))
+    run(ctx, lambda: op(ctx, dry_run=dry_run), lambda c, r: c.say(r.message))

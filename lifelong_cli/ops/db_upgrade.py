@@ -21,9 +21,17 @@ class DbUpgradeResult(Result):
     message: str
 
 
-def db_upgrade(ctx: AppContext) -> DbUpgradeResult:
+def db_upgrade(ctx: AppContext, *, dry_run: bool = False) -> DbUpgradeResult:
     """Bring the state store to this llctl's schema (idempotent)."""
+    from lifelong_cli.store.db import HEAD_REVISION
+
     store = ctx.raw_store
+    if dry_run:
+        before = store.revision()
+        msg = (f"dry run: store already at {before}" if before == HEAD_REVISION
+               else f"dry run: would upgrade the store from {before or 'empty'} to {HEAD_REVISION}")
+        return DbUpgradeResult(store=store.display_url, revision_before=before, revision=before or "",
+                               changed=False, message=msg)
     before, after = store.upgrade()
     changed = before != after
     with store.tx() as t:

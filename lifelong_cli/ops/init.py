@@ -33,7 +33,7 @@ class InitResult(Result):
 
 
 def init(ctx: AppContext, *, directory: str | None = None, force: bool = False,
-         store_url: str | None = None) -> InitResult:
+         store_url: str | None = None, dry_run: bool = False) -> InitResult:
     """Write ``llctl.yaml`` (unless one exists; ``force`` rewrites it, keeping a backup),
     create ``.llctl/`` and bring the state store to the current schema. Safe to re-run."""
     ws = Path(directory).expanduser() if directory else ctx.cwd
@@ -43,8 +43,16 @@ def init(ctx: AppContext, *, directory: str | None = None, force: bool = False,
     if store_url and re.search(r"://[^:/@]+:[^@]+@", store_url):
         raise ConfigError("--store-url must not contain a password (it would be written to llctl.yaml)",
                           hint="put the password in PGPASSWORD (or ~/.pgpass) and pass the URL without it")
-    ws.mkdir(parents=True, exist_ok=True)
     cfg_path = ws / CONFIG_NAME
+    if dry_run:
+        plan = []
+        if not cfg_path.exists() or force:
+            plan.append(f"{'rewrite' if cfg_path.exists() else 'write'} {cfg_path}")
+        plan += [f"create {ws / '.llctl'} (state DB, data, artifacts)"] if not (ws / ".llctl").exists() else []
+        plan.append("bring the state store to the current schema")
+        return InitResult(workspace=ws, config=cfg_path, config_written=False, backup=None, store="", revision_before=None,
+                          revision="", created=[], message="dry run: would " + "; ".join(plan), next="run again without --dry-run")
+    ws.mkdir(parents=True, exist_ok=True)
     written, backup, created = False, None, []
     if not cfg_path.exists() or force:
         text = EXAMPLE.read_text(encoding="utf-8")

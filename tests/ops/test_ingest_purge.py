@@ -190,3 +190,24 @@ def test_property_purge_never_leaks_and_undo_restores_exactly(make_ctx, tmp_path
     assert not pc.any(spec.mask(after, schema)).as_py() if after.num_rows else True
     undo_purge(ctx, rule_id=r.rule)
     assert sorted(read(ctx, holdout="include")["example_id"].to_pylist()) == accepted
+
+
+def test_data_root_may_be_an_fsspec_url(workspace, store_url, tmp_path):
+    import uuid
+
+    from lifelong_cli.context import AppContext
+    from tests.conftest import _clean_env
+
+    root = f"memory://llctl-{uuid.uuid4().hex[:8]}/data"
+    ctx = AppContext(cwd=workspace, env=_clean_env(store_url), actor="t", overrides={"data.root": root})
+    try:
+        b = ingest(ctx, path=str(write_csv(tmp_path / "a.csv", make_rows(0, 50))))
+        assert b.status == "accepted"
+        with ctx.store.read() as conn:
+            (ref,) = rd.accepted_batches(conn)
+        assert ref.segment_path.startswith(root)
+        assert read(ctx, holdout="include").num_rows == 50
+        r = purge_data(ctx, where="segment = 'a'", reason="pii", hard=True)
+        assert read(ctx, holdout="include").num_rows == 50 - r.rows_affected
+    finally:
+        ctx.close()
