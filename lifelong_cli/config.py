@@ -82,7 +82,37 @@ class RegistrySettings(_Section):
     experiment: str = "llctl"
 
 
+class ModelSettings(_Section):
+    name: str = Field("model", pattern=r"^[A-Za-z0-9_.-]+$", description="the model's name")
+    architecture: Literal["mlp"] = "mlp"
+    hidden: list[int] = Field(default_factory=lambda: [64, 64])
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    factory: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class ReplaySettings(_Section):
+    buffer_size: int = Field(2000, ge=1)
+    new_ratio: float = Field(0.5, gt=0.0, le=1.0)
+
+
+class EwcSettings(_Section):
+    ewc_lambda: float = Field(100.0, ge=0.0)
+    fisher_samples: int = Field(1000, ge=10)
+
+
 class TrainingSettings(_Section):
+    strategy: Literal["naive", "replay", "ewc", "ewc+replay"] = "ewc+replay"
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-3, gt=0.0)
+    grad_clip: float = Field(1.0, gt=0.0)
+    shuffle_buffer: int = Field(10_000, ge=1)
+    frozen_layers: list[str] = Field(default_factory=list)
+    max_rows: int | None = Field(None, ge=1)
+    seed: int = 0
+    replay: ReplaySettings = ReplaySettings()
+    ewc: EwcSettings = EwcSettings()
+    fallback_lookup_key: str | None = None
     lease_ttl_seconds: float = Field(30.0, gt=0.0)
     heartbeat_seconds: float = Field(1.0, gt=0.0)
 
@@ -95,7 +125,7 @@ class ServingSettings(_Section):
 
 
 class Settings(_Section):
-    model: str = Field("model", pattern=r"^[A-Za-z0-9_.-]+$", description="the model's name")
+    model: ModelSettings = ModelSettings()
     store: StoreSettings = StoreSettings()
     data: DataSettings = DataSettings()
     drift: DriftSettings = DriftSettings()

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from lifelong_cli import __version__
-from lifelong_cli.cli import control, data, status, workspace
+from lifelong_cli.cli import control, data, status, train, workspace
 from lifelong_cli.context import AppContext
 from lifelong_cli.errors import EXIT_CODES, INTERRUPTED, USAGE
 
@@ -66,6 +66,8 @@ app.command("ingest")(data.ingest)
 app.add_typer(data.quarantine_app, name="quarantine")
 app.command("drift")(data.drift)
 app.command("purge-data")(data.purge_data)
+app.command("train")(train.train)
+app.add_typer(train.versions_app, name="versions")
 app.add_typer(workspace.config_app, name="config")
 app.add_typer(workspace.db_app, name="db")
 

@@ -92,7 +92,7 @@ def status(ctx: AppContext) -> StatusResult:
         else {"batch": None, "drifted": None}
     )
     return StatusResult(
-        model=ctx.config.settings.model,
+        model=ctx.config.settings.model.name,
         store=ctx.raw_store.display_url,
         now=now,
         serving=jsonable(serving),

@@ -30,7 +30,7 @@ def test_leftover_temp_file_is_reported(ctx, workspace):
 
 
 def test_store_without_schema_says_run_db_upgrade(tmp_path):
-    (tmp_path / "llctl.yaml").write_text("model: m\nstore: {url: 'sqlite:///empty.db'}\n")
+    (tmp_path / "llctl.yaml").write_text("model: {name: m}\nstore: {url: 'sqlite:///empty.db'}\n")
     (tmp_path / ".llctl" / "data").mkdir(parents=True)
     (tmp_path / ".llctl" / "artifacts").mkdir(parents=True)
     ctx = AppContext(cwd=tmp_path, env={}, actor="t")

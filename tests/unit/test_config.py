@@ -28,7 +28,7 @@ def test_example_config_is_valid_and_documents_every_key(tmp_path):
         out = set()
         for name, f in model_cls.model_fields.items():
             ann = f.annotation
-            if isinstance(ann, type) and hasattr(ann, "model_fields") and name != "features":
+            if isinstance(ann, type) and hasattr(ann, "model_fields") and name not in ("features",):
                 out |= keys(ann, f"{prefix}{name}.")
             else:
                 out.add(prefix + name)
@@ -44,7 +44,7 @@ def test_example_config_is_valid_and_documents_every_key(tmp_path):
         return out
 
     assert keys(Settings) == present(example_keys)
-    assert cfg.settings.model == "demo"
+    assert cfg.settings.model.name == "demo"
 
 
 def test_env_overrides_file_and_flag_overrides_env(tmp_path):
@@ -57,12 +57,12 @@ def test_env_overrides_file_and_flag_overrides_env(tmp_path):
 
 
 def test_explicit_config_wins_over_local_file(tmp_path):
-    ws = _ws(tmp_path, "model: local\n")
+    ws = _ws(tmp_path, "model: {name: local}\n")
     other = tmp_path / "sub"
     other.mkdir()
-    (other / "prod.yaml").write_text("model: prod\n")
-    assert load_config(explicit=other / "prod.yaml", env={}, cwd=ws).settings.model == "prod"
-    assert load_config(env={"LLCTL_CONFIG": str(other / "prod.yaml")}, cwd=ws).settings.model == "prod"
+    (other / "prod.yaml").write_text("model: {name: prod}\n")
+    assert load_config(explicit=other / "prod.yaml", env={}, cwd=ws).settings.model.name == "prod"
+    assert load_config(env={"LLCTL_CONFIG": str(other / "prod.yaml")}, cwd=ws).settings.model.name == "prod"
 
 
 def test_unknown_key_names_file_and_key(tmp_path):
@@ -81,7 +81,7 @@ def test_bad_value_from_env_names_the_variable(tmp_path):
 
 
 def test_invalid_yaml_gives_line_number(tmp_path):
-    ws = _ws(tmp_path, "model: a\ndrift: [unclosed\n")
+    ws = _ws(tmp_path, "model: {name: a}\ndrift: [unclosed\n")
     with pytest.raises(ConfigError, match=r"llctl.yaml:\d+: not valid YAML"):
         load_config(env={}, cwd=ws)
 

@@ -1,0 +1,84 @@
+"""train and versions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from lifelong_cli.cli._common import DryRunOpt, JsonOpt, app_ctx, run, when
+
+versions_app = typer.Typer(help="Model versions: list, or show one with its lineage.", invoke_without_command=True)
+
+
+def train(
+    tctx: typer.Context,
+    strategy: Annotated[str | None, typer.Option("--strategy", help="naive | replay | ewc | ewc+replay (default: training.strategy).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Passes over the new data (default: training.epochs).")] = None,
+    max_rows: Annotated[int | None, typer.Option("--max-rows", help="Train on at most this many new rows (whole batches).")] = None,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train the next version from the training head on the rows that became trainable since its
+    watermark (purged and quarantined rows never included). Refused while training is stopped or
+    another trainer runs (exit 5); a stop-training mid-run ends it without a version."""
+    from lifelong_cli.ops.train import train as op
+
+    ctx = app_ctx(tctx, json_out=json_out)
+
+    def render(ctx, r) -> None:
+        ctx.say(r.message)
+        if r.next:
+            ctx.say(f"next: {r.next}")
+
+    run(ctx, lambda: op(ctx, strategy=strategy, epochs=epochs, max_rows=max_rows, dry_run=dry_run), render)
+
+
+@versions_app.callback()
+def versions(tctx: typer.Context, json_out: JsonOpt = False,
+             limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many (newest first).")] = 50) -> None:
+    """Model versions, newest first, with their parent, data range, verdict and role."""
+    if tctx.invoked_subcommand:
+        return
+    from lifelong_cli.ops.versions import versions as op
+
+    ctx = app_ctx(tctx, json_out=json_out)
+
+    def render(ctx, r) -> None:
+        from rich.table import Table
+
+        if not r.versions:
+            ctx.say("no versions yet: `llctl train`")
+            return
+        t = Table("version", "created", "parent", "strategy", "sequences", "rows", "hold-out acc", "verdict", "role")
+        for v in r.versions:
+            acc = v.get("holdout_accuracy")
+            t.add_row(f"v{v['id']}", when(v["created_at"]), f"v{v['parent_id']}" if v["parent_id"] else "-",
+                      v["strategy"] or "-", f"{v['seq_from']}–{v['seq_to']}", str(v["rows_trained"]),
+                      "-" if acc is None else f"{acc:.3f}", v["verdict"] or "not validated", ", ".join(v["roles"]))
+        ctx.out().print(t)
+
+    run(ctx, lambda: op(ctx, limit=limit), render)
+
+
+@versions_app.command("show")
+def versions_show(tctx: typer.Context, version: Annotated[int, typer.Argument(help="Version number.")],
+                  json_out: JsonOpt = False) -> None:
+    """One version: lineage (parent, data range, purge rules in force, config hash, libraries),
+    metrics, artifacts with their sha256, validation verdict."""
+    from lifelong_cli.ops.versions import version_show as op
+
+    ctx = app_ctx(tctx, json_out=json_out)
+
+    def render(ctx, r) -> None:
+        import yaml
+
+        v = r.version
+        ctx.say(f"v{v['id']} of {v['model']} · created {when(v['created_at'])} by {v['created_by']}"
+                + (f" · {', '.join(r.roles)}" if r.roles else ""))
+        ctx.say(f"verdict: {r.validation['verdict'] if r.validation else 'not validated'}")
+        ctx.say(yaml.safe_dump({"lineage": v["lineage"], "metrics": v["metrics"],
+                                "artifacts": {k: a["sha256"] for k, a in v["artifacts"].items()}},
+                               sort_keys=False).rstrip())
+
+    run(ctx, lambda: op(ctx, version=version), render)
