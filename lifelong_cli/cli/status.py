@@ -81,7 +81,8 @@ def _status_table(r):
     if dr.get("batch") is None:
         tbl.add_row("drift", "not checked yet")
     else:
-        tbl.add_row("drift", (f"[red]drift[/red] in batch {dr['batch']}: {', '.join(dr['features'])}" if dr["drifted"]
+        purged = " (batch purged)" if dr.get("purged") else ""
+        tbl.add_row("drift", (f"[red]drift[/red] in batch {dr['batch']}: {', '.join(dr['features'])}{purged}" if dr["drifted"]
                               else f"none in batch {dr['batch']}"))
     tbl.add_row("incidents", ", ".join(f"#{i['id']} {i['title']} ({i['severity']})" for i in r.incidents) or "none open")
     for i, step in enumerate(r.next):

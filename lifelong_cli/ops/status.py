@@ -41,7 +41,9 @@ def status(ctx: AppContext) -> StatusResult:
                   "coalesce(sum(rows_accepted), 0) AS accepted, coalesce(sum(rows_quarantined), 0) AS quarantined "
                   "FROM batches WHERE status = 'accepted'", types={"last_at": "ts", "newest": "ts"})
         rejected = t.scalar("SELECT count(*) FROM batches WHERE status = 'rejected'")
-        active_rules = t.scalar("SELECT count(*) FROM purge_rules WHERE active = :t", {"t": True})
+        rule_specs = [r["spec"] for r in t.rows("SELECT spec FROM purge_rules WHERE active = :t", {"t": True},
+                                                  types={"spec": "json"})]
+        active_rules = len(rule_specs)
         last_drift = t.row("SELECT id, drifted, drift, created_at FROM batches WHERE drifted IS NOT NULL "
                            "ORDER BY id DESC LIMIT 1", types={"drifted": "bool", "drift": "json", "created_at": "ts"})
         open_incidents = t.rows("SELECT id, title, severity, opened_at, opened_by FROM incidents "
@@ -87,7 +89,8 @@ def status(ctx: AppContext) -> StatusResult:
     }
     drift = (
         {"batch": last_drift["id"], "drifted": last_drift["drifted"], "checked_at": last_drift["created_at"],
-         "features": (last_drift["drift"] or {}).get("drifted_features", [])}
+         "features": (last_drift["drift"] or {}).get("drifted_features", []),
+         "purged": any(spec.get("batch") == last_drift["id"] and len(spec) == 1 for spec in rule_specs)}
         if last_drift
         else {"batch": None, "drifted": None}
     )
@@ -112,7 +115,7 @@ def _next_steps(serving, training, data, drift, open_incidents) -> list[str]:
         steps.append("serving answers from the fallback: `llctl fallback off` once a good version is stable")
     if training["stale_lease_holder"]:
         steps.append(f"a trainer ({training['stale_lease_holder']}) died holding the lease; the next `llctl train` takes it over")
-    if drift.get("drifted"):
+    if drift.get("drifted") and not drift.get("purged"):
         steps.append(f"batch {drift['batch']} drifted: `llctl drift --batch {drift['batch']}`")
     if open_incidents:
         steps.append(f"incident {open_incidents[-1]['id']} is open: `llctl incident show {open_incidents[-1]['id']}`")
