@@ -198,23 +198,38 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
             raise
 
         args = {"path": src.label, "source": source, "kind": kind, "format": src.format}
-        with audited(ctx, "ingest", args=args, sa=True) as (conn, entry):
-            twin = accepted_twin(conn)
+        if status == "rejected":  # nothing of a rejected batch is accepted; the valid rows are only counted
+            counts["valid"], counts["accepted"] = counts["accepted"], 0
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            with audited(ctx, "ingest", args=args, sa=True) as (conn, entry):
+                twin = accepted_twin(conn)
+                if twin is None:
+                    res = conn.execute(batches.insert().values(
+                        kind=kind, source=source, content_hash=src.sha256, status=status, input=src.label,
+                        created_at=ctx.now(), created_by=ctx.actor, rows_read=counts["read"],
+                        rows_accepted=counts["accepted"], rows_quarantined=counts["quarantined"],
+                        rows_duplicate=counts["duplicate"], rows_trainable=trainable, event_time_min=tmin,
+                        event_time_max=tmax, segment_path=seg_path, quarantine_path=q_path,
+                        drifted=None if drift_doc is None else drift_doc["drifted"], drift=drift_doc,
+                        detail={"bad_fraction": bad_fraction, "max_bad_fraction": max_bad, "top_reasons": _top(reasons),
+                                "ignored_columns": ignored, "labels_waiting": waiting, "format": src.format,
+                                "bytes": src.size, "rows_valid": counts.get("valid", counts["accepted"])}))
+                    batch_id = res.inserted_primary_key[0]
+                    entry.outcome = status
+                    entry.detail = {"batch": batch_id, "rows_accepted": counts["accepted"],
+                                    "rows_quarantined": counts["quarantined"]}
+        except IntegrityError:  # a concurrent ingest of the same content committed first (unique index)
+            with store.read() as conn:
+                twin = accepted_twin(conn)
             if twin is None:
-                res = conn.execute(batches.insert().values(
-                    kind=kind, source=source, content_hash=src.sha256, status=status, input=src.label,
-                    created_at=ctx.now(), created_by=ctx.actor, rows_read=counts["read"],
-                    rows_accepted=counts["accepted"], rows_quarantined=counts["quarantined"],
-                    rows_duplicate=counts["duplicate"], rows_trainable=trainable, event_time_min=tmin,
-                    event_time_max=tmax, segment_path=seg_path, quarantine_path=q_path,
-                    drifted=None if drift_doc is None else drift_doc["drifted"], drift=drift_doc,
-                    detail={"bad_fraction": bad_fraction, "max_bad_fraction": max_bad, "top_reasons": _top(reasons),
-                            "ignored_columns": ignored, "labels_waiting": waiting, "format": src.format,
-                            "bytes": src.size}))
-                batch_id = res.inserted_primary_key[0]
-                entry.outcome = status
-                entry.detail = {"batch": batch_id, "rows_accepted": counts["accepted"],
-                                "rows_quarantined": counts["quarantined"]}
+                raise
+        except BaseException:  # the batch row was not written: its files must not linger unreferenced
+            for p in (seg_path, q_path):
+                if p:
+                    data.remove(p)
+            raise
         if twin is not None:  # a concurrent ingest of the same content won the race
             for p in (seg_path, q_path):
                 if p:

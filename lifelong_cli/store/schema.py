@@ -13,11 +13,13 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -134,6 +136,9 @@ batches = Table(
     Column("drifted", Boolean, nullable=True),
     Column("drift", JSON, nullable=True),
     Column("detail", JSON, nullable=False, default=dict),
+    # one accepted batch per content: concurrent ingests of the same file cannot both be accepted
+    Index("uq_batches_accepted_content", "kind", "content_hash", unique=True,
+          sqlite_where=text("status = 'accepted'"), postgresql_where=text("status = 'accepted'")),
 )
 
 purge_rules = Table(

@@ -115,6 +115,8 @@ def upgrade() -> None:
     # not unique: a rejected batch may be fixed upstream-side (config) and ingested again;
     # ingest itself refuses a second *accepted* batch with the same content.
     op.create_index("ix_batches_content_hash", "batches", ["content_hash"])
+    op.create_index("uq_batches_accepted_content", "batches", ["kind", "content_hash"], unique=True,
+                    sqlite_where=sa.text("status = 'accepted'"), postgresql_where=sa.text("status = 'accepted'"))
     op.create_table(
         "purge_rules",
         sa.Column("id", sa.Integer, primary_key=True),
