@@ -117,6 +117,24 @@ class TrainingSettings(_Section):
     heartbeat_seconds: float = Field(1.0, gt=0.0)
 
 
+class ValidationSettings(_Section):
+    min_metrics: dict[str, float] = Field(default_factory=lambda: {"accuracy": 0.6})
+    max_regression: float = Field(0.02, ge=0.0)
+    max_slice_drop: float = Field(0.10, ge=0.0, le=1.0)
+    max_latency_ms: float = Field(20.0, gt=0.0)
+    parity_tolerance: float = Field(1e-4, gt=0.0)
+    collapse_share: float = Field(0.99, gt=0.0, le=1.0)
+    min_slice_rows: int = Field(20, ge=1)
+
+    @field_validator("min_metrics")
+    @classmethod
+    def _known_metrics(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(v) - {"accuracy", "macro_f1", "mae", "rmse"})
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; use accuracy, macro_f1 (classification) or mae, rmse (regression)")
+        return v
+
+
 class ServingSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8700, ge=1, le=65535)
@@ -131,6 +149,7 @@ class Settings(_Section):
     drift: DriftSettings = DriftSettings()
     registry: RegistrySettings = RegistrySettings()
     training: TrainingSettings = TrainingSettings()
+    validation: ValidationSettings = ValidationSettings()
     serving: ServingSettings = ServingSettings()
 
 

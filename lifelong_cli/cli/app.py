@@ -68,6 +68,8 @@ app.command("drift")(data.drift)
 app.command("purge-data")(data.purge_data)
 app.command("train")(train.train)
 app.add_typer(train.versions_app, name="versions")
+app.add_typer(train.golden_app, name="golden")
+app.command("validate")(train.validate)
 app.add_typer(workspace.config_app, name="config")
 app.add_typer(workspace.db_app, name="db")
 

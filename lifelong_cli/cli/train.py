@@ -82,3 +82,52 @@ def versions_show(tctx: typer.Context, version: Annotated[int, typer.Argument(he
                                sort_keys=False).rstrip())
 
     run(ctx, lambda: op(ctx, version=version), render)
+
+
+golden_app = typer.Typer(help="Golden sets: labelled rows never trained on, for validation.", no_args_is_help=True)
+
+
+@golden_app.command("import")
+def golden_import(
+    tctx: typer.Context,
+    path: Annotated[str, typer.Argument(help="A CSV / JSON Lines / Parquet file (or - for stdin).")],
+    slice_by: Annotated[str | None, typer.Option("--slice-by", help="Column whose values name the slices (e.g. task).")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="csv | jsonl | parquet.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Import a labelled golden set (validated like examples). Validation measures every version on
+    it, per slice, besides the automatic hold-out taken at ingest."""
+    from lifelong_cli.ops.golden import golden_import as op
+
+    ctx = app_ctx(tctx, json_out=json_out)
+    run(ctx, lambda: op(ctx, path=path, slice_by=slice_by, fmt=fmt), lambda c, r: c.say(r.message))
+
+
+def validate(
+    tctx: typer.Context,
+    version: Annotated[int | None, typer.Argument(help="Version (default: the training head).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run the release gates on a version — integrity, sanity, ONNX parity and signature, golden
+    metrics, no regression against stable, per-slice retention (forgetting), latency — and store the
+    verdict. Exit 3 when rejected."""
+    from lifelong_cli.ops.validate import validate as op
+
+    ctx = app_ctx(tctx, json_out=json_out)
+
+    def render(ctx, r) -> None:
+        from rich.table import Table
+
+        t = Table("gate", "figure", "threshold", "result", title=f"validation of v{r.version}"
+                  + (f" against v{r.compared_with}" if r.compared_with else ""), title_justify="left")
+        for gt in r.gates:
+            res = "[green]pass[/green]" if gt["passed"] else ("[red]FAIL[/red]" if gt["passed"] is False else "n/a")
+            t.add_row(gt["name"], str(gt["figure"]), str(gt["threshold"]), res)
+        ctx.out().print(t)
+        for gt in r.gates:
+            if gt["passed"] is False and gt["detail"]:
+                ctx.say(f"{gt['name']}: {gt['detail']}")
+        ctx.say(r.message)
+        ctx.say(f"next: {r.next}")
+
+    run(ctx, lambda: op(ctx, version=version), render, exit_code=lambda r: 3 if r.verdict == "rejected" else 0)

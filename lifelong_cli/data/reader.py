@@ -163,3 +163,25 @@ def existing_keys(data: DataStore, refs: list[BatchRef], schema: DataSchema) -> 
     if not keys:
         return pa.array([], pa.string())
     return pa.chunked_array([c for k in keys for c in k.chunks], pa.string()).combine_chunks()
+
+
+SLICE = "_slice"
+
+
+def read_golden(conn, data: DataStore, schema: DataSchema, *, rules: list[PurgeRule] | None = None,
+                seq_to: int | None = None) -> pa.Table:
+    """The golden set: imported golden rows (their slice from --slice-by) and the automatic hold-out
+    (sliced by ingest batch, so forgetting of old data shows per batch); purged rows excluded."""
+    rules = active_rules(conn) if rules is None else rules
+    held = read_rows(conn, data, schema, holdout="only", rules=rules, seq_to=seq_to)
+    held = held.append_column(SLICE, pc.binary_join_element_wise("batch ", pc.cast(held[BATCH], pa.string()), ""))
+    parts = [held.select([*schema.columns("examples"), BATCH, SOURCE, SLICE])]
+    for r in accepted_batches(conn, kinds=["golden"]):
+        t = data.read(r.segment_path)
+        t = t.append_column(BATCH, pa.array([r.id] * t.num_rows, pa.int64()))
+        t = t.append_column(SOURCE, pa.array([r.source] * t.num_rows, pa.string()))
+        if rules:
+            probe = t.append_column(LABEL_BATCH, pa.nulls(t.num_rows, pa.int64()))
+            t = t.filter(pc.invert(purge_mask(probe, rules, schema)))
+        parts.append(t.select([*schema.columns("examples"), BATCH, SOURCE, SLICE]).cast(parts[0].schema))
+    return pa.concat_tables(parts)

@@ -16,6 +16,7 @@ from lifelong_cli.config import DataSettings, FeatureSpec
 
 REASON = "_reason"
 LINE = "_row"  # 1 = the first data row of the input
+EXAMPLE_KINDS = ("examples", "golden")  # rows with features (golden rows must also carry a label)
 HOLDOUT_COL = "_holdout"  # deterministic per key: held out for the golden set, never trained on
 RAW = "_raw"  # the raw text of a row that could not be parsed at all
 TS_TYPE = pa.timestamp("us", tz="UTC")
@@ -56,7 +57,7 @@ class DataSchema:
         return [f.name for f in self.features if f.type in ("category", "string", "bool")]
 
     def columns(self, kind: str = "examples") -> list[str]:
-        if kind == "examples":
+        if kind in EXAMPLE_KINDS:
             return [self.key, self.event_time, self.label, *self.feature_names]
         return [self.key, self.label, self.event_time]
 
@@ -66,7 +67,7 @@ class DataSchema:
     def arrow_schema(self, kind: str = "examples") -> pa.Schema:
         fields = [pa.field(self.key, pa.string(), nullable=False), pa.field(self.event_time, TS_TYPE),
                   pa.field(self.label, self.label_arrow_type())]
-        if kind == "examples":
+        if kind in EXAMPLE_KINDS:
             fields += [pa.field(f.name, _arrow_type(f)) for f in self.features]
         return pa.schema(fields)
 
@@ -79,7 +80,7 @@ class DataSchema:
         return out
 
     def required_columns(self, kind: str) -> list[str]:
-        if kind == "examples":
+        if kind in EXAMPLE_KINDS:
             return [self.key, self.event_time] + [f.name for f in self.features if not f.nullable]
         return [self.key, self.label]
 
@@ -226,13 +227,13 @@ def validate_chunk(table: pa.Table, schema: DataSchema, kind: str = "examples",
 
     et = col(schema.event_time) if schema.event_time in present else pa.nulls(n, pa.string())
     ts = parse_time(et, chk, schema.event_time)
-    if kind == "examples":
+    if kind in EXAMPLE_KINDS:
         chk.fail(pc.is_null(et), f"{schema.event_time}: missing event time")
     out[schema.event_time] = ts
 
     out[schema.label] = _label(col(schema.label), schema, chk, required=(kind != "examples"))
 
-    if kind == "examples":
+    if kind in EXAMPLE_KINDS:
         for f in schema.features:
             raw = col(f.name)
             if f.type == "float":

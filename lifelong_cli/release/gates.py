@@ -1,0 +1,132 @@
+"""Validation gates: each reports its figure, its threshold and whether it passed."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lifelong_cli.errors import CheckFailedError, NotFoundError
+from lifelong_cli.registry.base import ArtifactRef
+
+
+@dataclass
+class Gate:
+    name: str
+    passed: bool | None  # None: not judged (e.g. no stable version to compare with)
+    figure: Any
+    threshold: Any
+    detail: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Loaded:
+    """A version's artifacts, verified and loaded."""
+
+    version: dict[str, Any]
+    pre: Any
+    net: Any
+    session: Any
+    onnx_bytes: bytes
+
+
+def load(registry, version: dict[str, Any], settings) -> Loaded:
+    """Fetch (checksum-verified) and load a version; raises CheckFailedError/NotFoundError on a bad artifact."""
+    import onnxruntime as ort
+    import torch
+
+    from lifelong_cli.training.model import build_model
+    from lifelong_cli.training.preprocess import Preprocessor
+
+    arts = version["artifacts"]
+    blobs = {name: registry.fetch(ArtifactRef.from_dict(name, ref)) for name, ref in sorted(arts.items())}
+    pre = Preprocessor.from_dict(json.loads(blobs["preprocess"]))
+    net = build_model(settings.model, pre.n_inputs, pre.n_outputs)
+    try:
+        net.load_state_dict(torch.load(io.BytesIO(blobs["state_dict"]), weights_only=True))
+    except (RuntimeError, ValueError) as exc:
+        raise CheckFailedError(f"v{version['id']}: state_dict does not load into the configured model ({exc})".splitlines()[0],
+                               hint="was model.hidden / model.factory changed since it was trained?") from None
+    net.eval()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(blobs["onnx"], sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for a broken graph
+        raise CheckFailedError(f"v{version['id']}: the ONNX model does not load ({type(exc).__name__})",
+                               hint="re-train the version") from None
+    return Loaded(version, pre, net, session, blobs["onnx"])
+
+
+def scores_onnx(m: Loaded, table) -> np.ndarray:
+    from lifelong_cli.training.onnx_export import onnx_inputs
+
+    return m.session.run(None, onnx_inputs(m.pre, table))[0]
+
+
+def scores_torch(m: Loaded, table) -> np.ndarray:
+    import torch
+
+    from lifelong_cli.training.model import Scored
+
+    with torch.no_grad():
+        return Scored(m.net, m.pre.task)(torch.from_numpy(m.pre.transform(table))).numpy()
+
+
+def metrics(m: Loaded, scores: np.ndarray, table, label: str) -> dict[str, float]:
+    y = m.pre.targets(table, label)
+    if m.pre.task == "classification":
+        pred = scores.argmax(1)
+        f1s = []
+        for c in range(len(m.pre.classes)):
+            tp = float(((pred == c) & (y == c)).sum())
+            fp = float(((pred == c) & (y != c)).sum())
+            fn = float(((pred != c) & (y == c)).sum())
+            if tp + fp + fn:
+                f1s.append(2 * tp / (2 * tp + fp + fn))
+        return {"accuracy": float((pred == y).mean()), "macro_f1": float(np.mean(f1s)) if f1s else 0.0}
+    err = scores.reshape(-1) - y.reshape(-1)
+    return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err ** 2).mean()))}
+
+
+def per_slice_accuracy(m: Loaded, scores: np.ndarray, table, label: str, slice_col: str) -> dict[str, tuple[float, int]]:
+    y = m.pre.targets(table, label)
+    ok = (scores.argmax(1) == y) if m.pre.task == "classification" else -np.abs(scores.reshape(-1) - y.reshape(-1))
+    out = {}
+    slices = np.asarray(table[slice_col].to_pylist(), dtype=object)
+    for s in sorted(set(slices)):
+        sel = slices == s
+        out[str(s)] = (float(ok[sel].mean()), int(sel.sum()))
+    return out
+
+
+def latency_p99_ms(m: Loaded, table, n: int = 200) -> float:
+    from lifelong_cli.training.onnx_export import onnx_inputs
+
+    feeds = [onnx_inputs(m.pre, table.slice(i % max(1, table.num_rows), 1)) for i in range(min(n, max(1, table.num_rows)))]
+    for f in feeds[:10]:
+        m.session.run(None, f)
+    times = []
+    for i in range(n):
+        f = feeds[i % len(feeds)]
+        t0 = time.perf_counter()
+        m.session.run(None, f)
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(np.percentile(times, 99))
+
+
+def signature(m: Loaded) -> dict[str, Any]:
+    return {"inputs": [(i.name, i.type) for i in m.session.get_inputs()],
+            "outputs": [(o.name, o.type, o.shape[1] if len(o.shape) > 1 else None) for o in m.session.get_outputs()]}
+
+
+__all__ = ["Gate", "Loaded", "load", "scores_onnx", "scores_torch", "metrics", "per_slice_accuracy", "latency_p99_ms",
+           "signature", "CheckFailedError", "NotFoundError"]
