@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import select
@@ -43,7 +44,7 @@ class PurgeRule:
     def mask(self, table: pa.Table, schema: DataSchema) -> pa.Array:
         """True where this rule hides the row (all given conditions hold)."""
         n = table.num_rows
-        m = pa.array([True] * n, pa.bool_())
+        m = pa.array(np.ones(n, dtype=bool))
         s = self.spec
         if s.get("from"):
             m = pc.and_(m, pc.greater_equal(table[schema.event_time], pa.scalar(_ts(s["from"]), TS_TYPE)))
@@ -136,23 +137,45 @@ def read_rows(conn, data: DataStore, schema: DataSchema, *, trainable_only: bool
         t = t.append_column(LABEL_BATCH, pa.nulls(t.num_rows, pa.int64()))
         seq = pc.if_else(pc.is_valid(t[schema.label]), t[BATCH], pa.scalar(None, pa.int64()))
     t = t.append_column(TRAINABLE_SEQ, seq)
+    keep = pa.array(np.ones(t.num_rows, dtype=bool))  # every condition into one mask, then one filter
     if trainable_only:
-        t = t.filter(pc.is_valid(t[schema.label]))
+        keep = pc.and_(keep, pc.is_valid(t[schema.label]))
     if seq_from is not None:
-        t = t.filter(pc.greater_equal(t[TRAINABLE_SEQ], seq_from))
+        keep = pc.and_(keep, pc.fill_null(pc.greater_equal(t[TRAINABLE_SEQ], seq_from), False))
     if seq_to is not None:
-        t = t.filter(pc.less_equal(t[TRAINABLE_SEQ], seq_to))
+        keep = pc.and_(keep, pc.fill_null(pc.less_equal(t[TRAINABLE_SEQ], seq_to), False))
     if holdout == "exclude":
-        t = t.filter(pc.invert(pc.fill_null(t[HOLDOUT], False)))
+        keep = pc.and_(keep, pc.invert(pc.fill_null(t[HOLDOUT], False)))
     elif holdout == "only":
-        t = t.filter(pc.fill_null(t[HOLDOUT], False))
+        keep = pc.and_(keep, pc.fill_null(t[HOLDOUT], False))
     if rules:
-        t = t.filter(pc.invert(purge_mask(t, rules, schema)))
-    return t.sort_by([(BATCH, "ascending")]) if t.num_rows else t
+        keep = pc.and_(keep, pc.invert(purge_mask(t, rules, schema)))
+    t = t.filter(keep)
+    joined = labels.num_rows > 0
+    return t.sort_by([(BATCH, "ascending")]) if joined and t.num_rows else t
+
+
+def read_recent(conn, data: DataStore, schema: DataSchema, n: int, *, columns: list[str] | None = None) -> pa.Table:
+    """The newest ``n`` trainable rows (purge rules applied), reading segments newest first and
+    stopping once there are enough: the drift reference window without loading all history."""
+    refs = [r for r in accepted_batches(conn, kinds=["examples"])]
+    rules = active_rules(conn)
+    parts, have = [], 0
+    for r in reversed(refs):
+        t = read_rows(conn, data, schema, holdout="include", rules=rules, columns=columns, batch_ids=[r.id])
+        if t.num_rows:
+            parts.append(t)
+            have += t.num_rows
+        if have >= n:
+            break
+    if not parts:
+        return read_rows(conn, data, schema, holdout="include", rules=rules, columns=columns, batch_ids=[])
+    out = pa.concat_tables(list(reversed(parts)), promote_options="permissive")
+    return out.slice(max(0, out.num_rows - n))
 
 
 def purge_mask(t: pa.Table, rules: list[PurgeRule], schema: DataSchema) -> pa.Array:
-    m = pa.array([False] * t.num_rows, pa.bool_())
+    m = pa.array(np.zeros(t.num_rows, dtype=bool))
     for r in rules:
         m = pc.or_(m, r.mask(t, schema))
     return m

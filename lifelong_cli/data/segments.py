@@ -85,6 +85,14 @@ class SegmentWriter:
             self._w.write_table(table.select(self.schema.names).cast(self.schema))
             self.rows += table.num_rows
 
+    def filter_rows(self, keep: pa.Array) -> None:
+        """Keep only the rows where ``keep`` is true (all rows written so far, in order)."""
+        self._w.close()
+        table = pq.read_table(self.tmp).filter(keep)
+        self._w = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+        self._w.write_table(table)
+        self.rows = table.num_rows
+
     def commit(self) -> str:
         self._w.close()
         self._w = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -147,8 +146,7 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
                     if qw:
                         qw.write(bad)
                 if good.num_rows:
-                    good = _dedup(good, schema.key, seen, batch_keys)
-                if good.num_rows:
+                    batch_keys.append(good[schema.key].combine_chunks())
                     et = good[schema.event_time]
                     lo, hi = pc.min(et).as_py(), pc.max(et).as_py()
                     tmin = lo if tmin is None or (lo and lo < tmin) else tmin
@@ -162,6 +160,11 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
                     counts["accepted"] += good.num_rows
                     if gw:
                         gw.write(good)
+            keep = _first_new(batch_keys, seen)
+            if keep is not None:  # duplicates are rare: the segment is rewritten only when there are some
+                counts["accepted"] = int(pc.sum(keep).as_py() or 0)
+                if gw:
+                    gw.filter_rows(keep)
             counts["duplicate"] = counts["read"] - counts["quarantined"] - counts["accepted"]
             if counts["read"] == 0:
                 raise InvalidInputError(f"{src.label}: no data rows", hint="nothing to ingest; check the upstream export")
@@ -263,33 +266,41 @@ def _top(reasons: dict[str, int], n: int = 5) -> dict[str, int]:
     return dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:n])
 
 
-def _dedup(good, key: str, seen, batch_keys: list):
-    """Drop rows whose key was ingested before or appeared earlier in this batch."""
+def _first_new(batch_keys: list, seen):
+    """Which rows of the batch to keep: the first of each key, and none ingested before.
+
+    None when every row is kept. One pass over the whole batch at the end (per-chunk checks
+    against a growing key set would be quadratic)."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    keys = good[key]
-    idx = pa.array(range(good.num_rows), pa.int64())
+    if not batch_keys:
+        return None
+    keys = pa.chunked_array(batch_keys, pa.string()).combine_chunks()
+    n = len(keys)
+    idx = pa.array(np.arange(n, dtype=np.int64))
     first = pa.table({"k": keys, "i": idx}).group_by("k", use_threads=False).aggregate([("i", "min")])["i_min"]
-    keep = pc.is_in(idx, value_set=first)
-    known = [seen, *batch_keys]
-    known = [k for k in known if len(k)]
-    if known:
-        value_set = pa.chunked_array(known, pa.string()).combine_chunks() if len(known) > 1 else known[0]
-        keep = pc.and_(keep, pc.invert(pc.is_in(keys, value_set=value_set)))
-    out = good.filter(keep)
-    batch_keys.append(out[key].combine_chunks())
-    return out
+    keep = None
+    if len(first) < n:
+        keep = pc.is_in(idx, value_set=first)
+    if len(seen):
+        known = pc.is_in(keys, value_set=seen)
+        if pc.any(known).as_py():
+            keep = pc.and_(keep if keep is not None else pa.array(np.ones(n, bool)), pc.invert(known))
+    return keep
 
 
 def _holdout(keys, fraction: float):
     """Deterministic per key: the same example is always in (or out of) the hold-out."""
+    import numpy as np
     import pyarrow as pa
 
+    from lifelong_cli.data.schema import key_hash
+
     if fraction <= 0:
-        return pa.array([False] * len(keys), pa.bool_())
-    cut = int(fraction * 0xFFFFFFFF)
-    return pa.array([zlib.crc32(k.encode()) <= cut for k in keys.to_pylist()], pa.bool_())
+        return pa.array(np.zeros(len(keys), bool))
+    return pa.array(key_hash(keys) <= int(fraction * 0xFFFFFFFF))
 
 
 def _sample(table, rate: float, offset: int):
@@ -325,10 +336,9 @@ def _drift(ctx, data, schema, current) -> dict[str, Any] | None:
 
     d = ctx.config.settings.drift
     with ctx.store.read() as conn:
-        ref = rd.read_rows(conn, data, schema, holdout="include")
+        ref = rd.read_recent(conn, data, schema, d.reference_rows)
     if ref.num_rows == 0:
         return None
-    ref = ref.slice(max(0, ref.num_rows - d.reference_rows))
     return drift_report(ctx, schema, ref, current)
 
 
