@@ -25,7 +25,8 @@ from lifelong_cli.errors import InvalidInputError, NotFoundError
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 HASH_BLOCK = 1 << 20
-CSV_BLOCK = 1 << 22  # pyarrow's read block: a row longer than this cannot be parsed
+CSV_BLOCK = 1 << 21  # pyarrow's read block: a row longer than this cannot be parsed; the reader
+# queues up to 32 blocks ahead, so this also bounds its read-ahead memory (64 MiB)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from lifelong_cli.errors import PreconditionError, TrainingHaltedError, UsageError
+from lifelong_cli.errors import LlctlError, PreconditionError, TrainingHaltedError, UsageError
 from lifelong_cli.ops._base import Result, audited
 
 if TYPE_CHECKING:
@@ -141,6 +141,8 @@ def _train(ctx, *, strategy, epochs, max_rows, dry_run, head, lease, ttl, t_star
                            f"{new.num_rows} new rows (sequences {seq_from}–{seq_to}) with {strategy}",
                            next="run again without --dry-run")
 
+    registry.check()  # a remote registry that cannot be reached fails now, not after the fit
+
     def check_in(step: int) -> None:
         nonlocal lease
         with ctx.store.tx() as t:
@@ -215,8 +217,12 @@ def _train(ctx, *, strategy, epochs, max_rows, dry_run, head, lease, ttl, t_star
     version = _commit(ctx, head=head, lease=lease, strategy=strategy, seq_from=seq_from, seq_to=seq_to,
                       watermark=max(seq_to, watermark or 0), rows=new.num_rows, lineage=lineage, metrics=metrics,
                       artifacts={k: v.to_dict() for k, v in refs.items()})
-    ref = registry.record_version(version, artifacts=refs, params={"strategy": strategy, "epochs": epochs, "parent": head},
-                                  metrics={k: v for k, v in metrics.items() if isinstance(v, int | float)}, lineage=lineage)
+    reg_note = ""
+    try:
+        ref = registry.record_version(version, artifacts=refs, params={"strategy": strategy, "epochs": epochs, "parent": head},
+                                      metrics={k: v for k, v in metrics.items() if isinstance(v, int | float)}, lineage=lineage)
+    except LlctlError as exc:  # the version is committed; only its registry record is missing
+        ref, reg_note = None, f" (not recorded in the registry: {exc.message})"
     if ref:
         with ctx.store.tx() as t:
             t.execute("UPDATE model_versions SET registry_ref = :r WHERE id = :v", {"r": ref, "v": version})
@@ -224,7 +230,7 @@ def _train(ctx, *, strategy, epochs, max_rows, dry_run, head, lease, ttl, t_star
     return TrainResult("trained", version, head, strategy, seq_from, seq_to, new.num_rows, metrics["rows_replay"], rule_ids,
                        metrics=metrics, artifacts={k: v.to_dict() for k, v in refs.items()},
                        message=f"trained v{version} from {('v' + str(head)) if head else 'scratch'} on {new.num_rows} new rows "
-                               f"(sequences {seq_from}–{seq_to}, {strategy}) in {metrics['train_seconds']:.1f}s{acc}",
+                               f"(sequences {seq_from}–{seq_to}, {strategy}) in {metrics['train_seconds']:.1f}s{acc}{reg_note}",
                        next=f"`llctl versions show {version}`; validate it before pushing")
 
 

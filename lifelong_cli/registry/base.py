@@ -41,6 +41,10 @@ class Registry(Protocol):
 
     def set_alias(self, alias: str, version: int | None) -> None: ...
 
+    def check(self) -> None:
+        """Raise UnavailableError now if the registry cannot be reached."""
+        ...
+
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

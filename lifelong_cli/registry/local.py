@@ -38,3 +38,6 @@ class LocalRegistry:
 
     def set_alias(self, alias: str, version: int | None) -> None:
         return None  # aliases live in the state store's deployment row
+
+    def check(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
