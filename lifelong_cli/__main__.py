@@ -1,3 +1,3 @@
-from lifelong_cli.cli.app import main
+from lifelong_cli.cli.app import entry
 
-main()
+entry()

@@ -110,6 +110,7 @@ class TrainingSettings(_Section):
     frozen_layers: list[str] = Field(default_factory=list)
     max_rows: int | None = Field(None, ge=1)
     seed: int = 0
+    threads: int = Field(1, ge=1, le=256)
     replay: ReplaySettings = ReplaySettings()
     ewc: EwcSettings = EwcSettings()
     fallback_lookup_key: str | None = None

@@ -96,3 +96,20 @@ def main(argv: list[str] | None = None) -> None:
         print("interrupted", file=sys.stderr)
         sys.exit(INTERRUPTED)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def entry() -> None:
+    """The console script. After a command that loaded torch, skip the interpreter's slow teardown
+    (over a second): everything is committed and fsynced by then, and exit handlers still run."""
+    try:
+        main()
+    except SystemExit as exc:
+        if "torch" not in sys.modules:
+            raise
+        import atexit
+
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

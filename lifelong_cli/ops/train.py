@@ -67,6 +67,7 @@ def train(ctx: AppContext, *, strategy: str | None = None, epochs: int | None = 
     lease = None
     ttl = timedelta(seconds=ts.lease_ttl_seconds)
     if not dry_run:
+        _import_training_stack()  # before the lease: while it is held, a stop is noticed within a heartbeat
         with ctx.store.tx() as t:
             st = control.get(t)
             if st.stopped:
@@ -80,6 +81,18 @@ def train(ctx: AppContext, *, strategy: str | None = None, epochs: int | None = 
         if lease is not None:
             with ctx.store.tx() as t:
                 control.release_lease(t, lease)
+
+
+def _import_training_stack() -> None:
+    import pyarrow.compute  # noqa: F401
+    import torch
+    import torch._dynamo  # noqa: F401  (torch.optim imports it on first use: 1-2 s)
+
+    from lifelong_cli.data import reader, segments  # noqa: F401
+    from lifelong_cli.registry import local  # noqa: F401
+    from lifelong_cli.training import onnx_export, preprocess, trainer  # noqa: F401
+
+    del torch
 
 
 def _train(ctx, *, strategy, epochs, max_rows, dry_run, head, lease, ttl, t_start, inject_nan_at_step) -> TrainResult:
@@ -152,6 +165,7 @@ def _train(ctx, *, strategy, epochs, max_rows, dry_run, head, lease, ttl, t_star
                 f"training stopped at step {step} by {state.stopped_by} ({state.stop_reason}); no version written",
                 hint="`llctl resume --reason ...` then `llctl train` continues from the training head")
 
+    check_in(0)  # the data is read: a stop that landed meanwhile ends the run here
     pre = (Preprocessor.from_dict(json.loads(registry.fetch(ArtifactRef.from_dict("preprocess", parent["artifacts"]["preprocess"]))))
            if parent else Preprocessor.fit(new, schema))
     x_new, y_new = pre.transform(new), pre.targets(new, schema.label)
@@ -169,10 +183,11 @@ def _train(ctx, *, strategy, epochs, max_rows, dry_run, head, lease, ttl, t_star
         ewc = tr.fisher_information(model, pre.transform(sample), pre.targets(sample, schema.label), pre.task)
     x_rep = pre.transform(replay_tbl) if replay_tbl is not None and replay_tbl.num_rows else None
     y_rep = pre.targets(replay_tbl, schema.label) if x_rep is not None else None
+    check_in(0)  # and again after preprocessing and the Fisher information, before the loop
     cfg = tr.TrainConfig(strategy=strategy, epochs=epochs, batch_size=ts.batch_size, learning_rate=ts.learning_rate,
                          grad_clip=ts.grad_clip, shuffle_buffer=ts.shuffle_buffer, frozen_layers=list(ts.frozen_layers),
                          new_ratio=ts.replay.new_ratio, ewc_lambda=ts.ewc.ewc_lambda, seed=ts.seed + (head or 0),
-                         task=pre.task, heartbeat_seconds=ts.heartbeat_seconds)
+                         task=pre.task, heartbeat_seconds=ts.heartbeat_seconds, threads=ts.threads)
     opt, fit_metrics = tr.fit(model, x_new, y_new, cfg, x_replay=x_rep, y_replay=y_rep, ewc=ewc, optimizer_state=opt_state,
                               check_in=check_in, inject_nan_at_step=inject_nan_at_step)
 
@@ -206,6 +221,7 @@ def _train(ctx, *, strategy, epochs, max_rows, dry_run, head, lease, ttl, t_star
         "replay": pq_bytes(new_buffer),
         "fallback": json.dumps(fallback, sort_keys=True).encode(),
     }
+    check_in(metrics["steps"])  # after evaluation and export, before the registry writes
     refs = {name: registry.put(name, b) for name, b in blobs.items()}
     metrics["train_seconds"] = time.monotonic() - t_start
     lineage = {

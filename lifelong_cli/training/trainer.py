@@ -35,6 +35,7 @@ class TrainConfig:
     seed: int
     task: str
     heartbeat_seconds: float
+    threads: int = 1
 
 
 @dataclass
@@ -90,6 +91,7 @@ def fit(model: nn.Module, x_new: np.ndarray, y_new: np.ndarray, cfg: TrainConfig
         inject_nan_at_step: int | None = None) -> tuple[torch.optim.Optimizer, dict[str, float]]:
     """Train in place. ``check_in(step)`` runs at least every ``heartbeat_seconds`` (lease + stop flag)."""
     torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)  # small tabular models: one thread beats two (less sync overhead)
     rng = np.random.default_rng(cfg.seed)
     for name, p in model.named_parameters():
         if any(name.startswith(prefix) for prefix in cfg.frozen_layers):
