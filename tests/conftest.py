@@ -89,3 +89,12 @@ def cli_env(store_url: str | None) -> dict[str, str]:
     env = _clean_env(store_url)
     env["LLCTL_ACTOR"] = "tester"
     return env
+
+
+@pytest.fixture
+def sqlite_cli_env() -> dict[str, str]:
+    """Like cli_env, on the default SQLite store only: for end-to-end tests whose subject is not the
+    state store (the registry, serving), which need not run twice."""
+    env = _clean_env(None)
+    env["LLCTL_ACTOR"] = "tester"
+    return env

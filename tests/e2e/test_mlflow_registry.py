@@ -213,7 +213,8 @@ def _mlflow_flow(ws: Path, env: dict[str, str], stream: Path, tracking_uri: str,
 
 
 @pytest.mark.slow
-def test_train_against_a_real_mlflow_tracking_server(tmp_path, cli_env, mlflow_server):
+def test_train_against_a_real_mlflow_tracking_server(tmp_path, sqlite_cli_env, mlflow_server):
+    cli_env = sqlite_cli_env
     url, artifact_store = mlflow_server
     ws = _init(tmp_path, cli_env)
     cfg_path = ws / "llctl.yaml"
@@ -225,8 +226,8 @@ def test_train_against_a_real_mlflow_tracking_server(tmp_path, cli_env, mlflow_s
 
 
 @pytest.mark.slow
-def test_train_against_a_local_sqlite_mlflow_store(tmp_path, cli_env):
-    env = {**cli_env, "LLCTL_REGISTRY__KIND": "mlflow", "LLCTL_REGISTRY__TRACKING_URI": "sqlite:///.llctl/mlflow.db"}
+def test_train_against_a_local_sqlite_mlflow_store(tmp_path, sqlite_cli_env):
+    env = {**sqlite_cli_env, "LLCTL_REGISTRY__KIND": "mlflow", "LLCTL_REGISTRY__TRACKING_URI": "sqlite:///.llctl/mlflow.db"}
     ws = _init(tmp_path, env)
     # relative to the workspace, whatever the current directory
     _mlflow_flow(ws, env, _synthetic(tmp_path, 4), f"sqlite:///{ws}/.llctl/mlflow.db", ws / ".llctl" / "mlartifacts")
