@@ -460,3 +460,60 @@ def test_versions_list_and_show_report_roles_and_lineage(tctx, tmp_path):
 
     assert version_show(tctx, version=1).roles == ["stable"]
     assert version_show(tctx, version=1).version["lineage"]["purge_rules"] == []
+
+
+FACTORY = '''
+import torch
+
+class Tiny(torch.nn.Module):
+    def __init__(self, n_in, n_out):
+        super().__init__()
+        self.lin = torch.nn.Linear(n_in, n_out)
+
+    def forward(self, x):
+        return self.lin(x)
+
+def make(n_inputs, n_outputs, config):
+    return Tiny(n_inputs, n_outputs)
+
+def not_a_module(n_inputs, n_outputs, config):
+    return "nope"
+'''
+
+
+def test_a_user_model_factory_is_trained_exported_and_served_from_onnx(make_ctx, tmp_path, monkeypatch):
+    import onnxruntime as ort
+
+    from lifelong_cli.ops.validate import validate
+    from lifelong_cli.registry.base import ArtifactRef, open_registry
+
+    (tmp_path / "my_models.py").write_text(FACTORY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ctx = make_ctx(overrides={**FAST, "model.factory": "my_models:make"})
+    add_batch(ctx, tmp_path, 400)
+    v = train(ctx).version
+    shown = version_show(ctx, version=v).version
+    sd = torch_load_bytes(open_registry(ctx).fetch(ArtifactRef.from_dict("state_dict", shown["artifacts"]["state_dict"])))
+    assert set(sd) == {"lin.weight", "lin.bias"}
+    onnx_bytes = open_registry(ctx).fetch(ArtifactRef.from_dict("onnx", shown["artifacts"]["onnx"]))
+    assert [i.name for i in ort.InferenceSession(onnx_bytes).get_inputs()] == ["x1", "x2", "x3", "segment"]
+    gates = {g["name"]: g["passed"] for g in validate(ctx).gates}
+    assert gates["integrity"] and gates["onnx parity"] and gates["sanity"], gates
+
+
+def test_a_factory_that_returns_no_module_is_a_config_error(make_ctx, tmp_path, monkeypatch):
+    from lifelong_cli.errors import ConfigError
+
+    (tmp_path / "my_models.py").write_text(FACTORY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ctx = make_ctx(overrides={**FAST, "model.factory": "my_models:not_a_module"})
+    add_batch(ctx, tmp_path, 200)
+    with pytest.raises(ConfigError, match="not a torch.nn.Module"):
+        train(ctx)
+    assert versions(ctx).versions == []
+
+
+def torch_load_bytes(data: bytes):
+    import torch
+
+    return torch.load(io.BytesIO(data), weights_only=True)
