@@ -313,20 +313,27 @@ def missing_required(columns: Sequence[str], schema: DataSchema, kind: str) -> l
     return [c for c in schema.required_columns(kind) if c not in have]
 
 
-def key_hash(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """FNV-1a (32 bit) of each key's UTF-8 bytes, vectorised over the Arrow buffers: stable across
-    runs and machines (unlike Python's hash), so a key is always in or out of the hold-out."""
+def key_hash(keys: pa.Array | pa.ChunkedArray, bits: int = 32) -> np.ndarray:
+    """FNV-1a of each key's UTF-8 bytes (32 or 64 bit), vectorised over the Arrow buffers: stable
+    across runs and machines (unlike Python's hash), so a key is always in or out of the hold-out."""
     arr = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
     arr = arr.cast(pa.string())
     n = len(arr)
-    h = np.full(n, 2166136261, dtype=np.uint64)
+    basis, prime = (2166136261, 16777619) if bits == 32 else (14695981039346656037, 1099511628211)
+    h = np.full(n, basis, dtype=np.uint64)
+    out_type = np.uint32 if bits == 32 else np.uint64
     if n == 0:
-        return h.astype(np.uint32)
+        return h.astype(out_type)
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset: arr.offset + n + 1].astype(np.int64)
     data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if arr.buffers()[2] is not None else np.zeros(1, np.uint8)
     lengths = offsets[1:] - offsets[:-1]
-    for j in range(int(lengths.max()) if n else 0):
-        live = lengths > j
-        byte = data[np.minimum(offsets[:-1] + j, len(data) - 1)].astype(np.uint64)
-        h = np.where(live, ((h ^ byte) * 16777619) & 0xFFFFFFFF, h)
-    return h.astype(np.uint32)
+    p = np.uint64(prime)
+    with np.errstate(over="ignore"):
+        for j in range(int(lengths.max())):
+            live = lengths > j
+            byte = data[np.minimum(offsets[:-1] + j, len(data) - 1)].astype(np.uint64)
+            step = (h ^ byte) * p
+            if bits == 32:
+                step &= np.uint64(0xFFFFFFFF)
+            h = np.where(live, step, h)
+    return h.astype(out_type)

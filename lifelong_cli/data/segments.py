@@ -79,23 +79,32 @@ class SegmentWriter:
         os.close(fd)
         self.tmp = Path(tmp)
         self._w: pq.ParquetWriter | None = pq.ParquetWriter(self.tmp, schema, compression="zstd")
+        self.committed = False
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows:
             self._w.write_table(table.select(self.schema.names).cast(self.schema))
             self.rows += table.num_rows
 
+    def finish(self) -> None:
+        """Complete the file (still under its temp name, invisible to readers)."""
+        if self._w is not None:
+            self._w.close()
+            self._w = None
+
+    def read_back(self, columns: list[str] | None = None) -> pa.Table:
+        self.finish()
+        return pq.read_table(self.tmp, columns=columns)
+
     def filter_rows(self, keep: pa.Array) -> None:
         """Keep only the rows where ``keep`` is true (all rows written so far, in order)."""
-        self._w.close()
-        table = pq.read_table(self.tmp).filter(keep)
-        self._w = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
-        self._w.write_table(table)
+        table = self.read_back().filter(keep)
+        with pq.ParquetWriter(self.tmp, self.schema, compression="zstd") as w:
+            w.write_table(table)
         self.rows = table.num_rows
 
     def commit(self) -> str:
-        self._w.close()
-        self._w = None
+        self.finish()
         with self.tmp.open("rb+") as f:
             os.fsync(f.fileno())
         os.chmod(self.tmp, 0o644)  # mkstemp makes 0600; serving replicas and other users read segments
@@ -108,12 +117,14 @@ class SegmentWriter:
         else:
             os.replace(self.tmp, self.path)
             fsync_dir(Path(self.path).parent)
+        self.committed = True
         return self.path
 
     def abort(self) -> None:
-        if self._w is not None:
-            try:
-                self._w.close()
-            finally:
-                self._w = None
-        self.tmp.unlink(missing_ok=True)
+        """Drop the temp file (safe to call twice, a no-op after commit)."""
+        if self.committed:
+            return
+        try:
+            self.finish()
+        finally:
+            self.tmp.unlink(missing_ok=True)

@@ -50,6 +50,7 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
 
     Re-ingesting identical content is a no-op. A batch whose bad-row share exceeds
     ``data.max_bad_fraction`` is recorded as rejected and nothing of it becomes trainable."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -61,6 +62,7 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
         RAW,
         REASON,
         DataSchema,
+        key_hash,
         missing_required,
         quarantine_schema,
         validate_chunk,
@@ -99,6 +101,8 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
                                 message=f"already ingested as batch {twin} (same content); nothing changed",
                                 next="`llctl status` shows the data state")
         seen = rd.existing_keys(data, refs, schema) if kind == "examples" else pa.array([], pa.string())
+        seen_h = key_hash(seen, bits=64)
+        seen_hashes = np.sort(seen_h)
         good_schema = schema.arrow_schema(kind)
         if kind == "examples":
             good_schema = good_schema.append(pa.field(HOLDOUT_COL, pa.bool_()))
@@ -112,7 +116,7 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
             sample_rate = 1.0
             done_bytes = 0
             checked_columns = False
-            batch_keys: list[pa.Array] = []
+            batch_hashes: list = []
             wanted = schema.columns(kind)
 
             def on_bytes(n: int) -> None:
@@ -146,7 +150,7 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
                     if qw:
                         qw.write(bad)
                 if good.num_rows:
-                    batch_keys.append(good[schema.key].combine_chunks())
+                    batch_hashes.append(key_hash(good[schema.key], bits=64))
                     et = good[schema.event_time]
                     lo, hi = pc.min(et).as_py(), pc.max(et).as_py()
                     tmin = lo if tmin is None or (lo and lo < tmin) else tmin
@@ -160,7 +164,8 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
                     counts["accepted"] += good.num_rows
                     if gw:
                         gw.write(good)
-            keep = _first_new(batch_keys, seen)
+            keep = _first_new(batch_hashes, (lambda idx: _batch_keys(gw, src, schema, idx)) if gw else None,
+                              seen_hashes, lambda hs: _seen_keys(seen, seen_h, hs))
             if keep is not None:  # duplicates are rare: the segment is rewritten only when there are some
                 counts["accepted"] = int(pc.sum(keep).as_py() or 0)
                 if gw:
@@ -196,7 +201,7 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
                                   if seg_path else (0, 0))
         except BaseException:
             for w in (gw, qw):
-                if w is not None and w._w is not None:
+                if w is not None:
                     w.abort()
             raise
 
@@ -266,29 +271,56 @@ def _top(reasons: dict[str, int], n: int = 5) -> dict[str, int]:
     return dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:n])
 
 
-def _first_new(batch_keys: list, seen):
+def _first_new(batch_hashes: list, batch_keys_of, seen_hashes, seen_keys_of):
     """Which rows of the batch to keep: the first of each key, and none ingested before.
 
-    None when every row is kept. One pass over the whole batch at the end (per-chunk checks
-    against a growing key set would be quadratic)."""
+    None when every row is kept. Works on 64-bit key hashes (8 bytes a row, sorted once at the
+    end: memory stays flat with the file size); rows whose hash collides are compared by their
+    actual keys, so a collision never drops a row."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    if not batch_keys:
+    if not batch_hashes:
         return None
-    keys = pa.chunked_array(batch_keys, pa.string()).combine_chunks()
-    n = len(keys)
-    idx = pa.array(np.arange(n, dtype=np.int64))
-    first = pa.table({"k": keys, "i": idx}).group_by("k", use_threads=False).aggregate([("i", "min")])["i_min"]
-    keep = None
-    if len(first) < n:
-        keep = pc.is_in(idx, value_set=first)
-    if len(seen):
-        known = pc.is_in(keys, value_set=seen)
-        if pc.any(known).as_py():
-            keep = pc.and_(keep if keep is not None else pa.array(np.ones(n, bool)), pc.invert(known))
-    return keep
+    h = np.concatenate(batch_hashes)
+    n = len(h)
+    order = np.argsort(h, kind="stable")
+    hs = h[order]
+    repeat = np.zeros(n, bool)
+    repeat[order[1:][hs[1:] == hs[:-1]]] = True  # a later row with the hash of an earlier one
+    in_seen = np.zeros(n, bool)
+    if len(seen_hashes):
+        pos = np.searchsorted(seen_hashes, h)
+        in_seen = (pos < len(seen_hashes)) & (seen_hashes[np.minimum(pos, len(seen_hashes) - 1)] == h)
+    suspects = np.flatnonzero(repeat | in_seen)
+    if len(suspects) == 0:
+        return None
+    keep = np.ones(n, bool)
+    if batch_keys_of is None:  # a dry run has no segment to read keys back from: trust the hashes
+        keep[suspects] = False
+        return pa.array(keep)
+    keys = batch_keys_of(suspects)  # the actual keys of the few suspect rows...
+    groups = {}
+    first = np.flatnonzero(np.isin(h, h[suspects]))  # ...and of every row sharing their hashes
+    for i, k in zip(first, batch_keys_of(first), strict=True):
+        groups.setdefault(k, []).append(i)
+    seen_set = set(seen_keys_of(h[suspects])) if in_seen.any() else set()
+    for i, k in zip(suspects, keys, strict=True):
+        if k in seen_set or groups[k][0] != i:
+            keep[i] = False
+    return None if keep.all() else pa.array(keep)
+
+
+def _batch_keys(writer, src, schema, idx) -> list[str]:
+    """The keys of rows ``idx`` of this batch, read back from its (complete, not yet visible) segment."""
+    return writer.read_back(columns=[schema.key])[schema.key].take(idx).to_pylist()
+
+
+def _seen_keys(seen, seen_h, hashes) -> list[str]:
+    """Keys ingested before whose hash is one of ``hashes``."""
+    import numpy as np
+
+    return seen.take(np.flatnonzero(np.isin(seen_h, hashes))).to_pylist()
 
 
 def _holdout(keys, fraction: float):
