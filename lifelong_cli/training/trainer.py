@@ -106,11 +106,16 @@ def fit(model: nn.Module, x_new: np.ndarray, y_new: np.ndarray, cfg: TrainConfig
     lf = loss_fn(cfg.task)
     use_replay = cfg.strategy in ("replay", "ewc+replay") and x_replay is not None and len(x_replay) > 0
     use_ewc = cfg.strategy in ("ewc", "ewc+replay") and ewc is not None
-    b_new = max(1, round(cfg.batch_size * cfg.new_ratio)) if use_replay else cfg.batch_size
-    b_old = cfg.batch_size - b_new if use_replay else 0
+    # every step: a full batch of new rows, plus replayed rows on top in the ratio new_ratio asks for
+    # (so replay does not double the number of steps over the new data)
+    b_new = cfg.batch_size
+    b_old = max(1, round(cfg.batch_size * (1 - cfg.new_ratio) / cfg.new_ratio)) if use_replay and cfg.new_ratio < 1 else 0
     xn, yn = torch.from_numpy(x_new), torch.from_numpy(y_new)
     xr = torch.from_numpy(x_replay) if use_replay else None
     yr = torch.from_numpy(y_replay) if use_replay else None
+    if use_ewc:
+        anchored = [(p, ewc.fisher[n], ewc.params[n]) for n, p in model.named_parameters()
+                    if n in ewc.fisher and p.requires_grad]
     step, last_check, losses = 0, time.monotonic(), []
     t0 = time.monotonic()
     model.train()
@@ -125,8 +130,6 @@ def fit(model: nn.Module, x_new: np.ndarray, y_new: np.ndarray, cfg: TrainConfig
                 xb, yb = torch.cat([xb, xr[r]]), torch.cat([yb, yr[r]])
             out = model(xb)
             loss = lf(out, yb)
-            if use_ewc:
-                loss = loss + (cfg.ewc_lambda / 2) * ewc.penalty(model)
             step += 1
             if inject_nan_at_step is not None and step >= inject_nan_at_step:
                 loss = loss * float("nan")
@@ -137,23 +140,34 @@ def fit(model: nn.Module, x_new: np.ndarray, y_new: np.ndarray, cfg: TrainConfig
                                             step=step)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if use_ewc:  # the gradient of (λ/2)·Σ F·(θ−θ*)² in closed form, λ·F·(θ−θ*): no autograd graph per step
+                with torch.no_grad():
+                    for p, fisher, anchor in anchored:
+                        if p.grad is not None:
+                            p.grad.add_(fisher * (p - anchor), alpha=cfg.ewc_lambda)
             nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
             opt.step()
-            for name, p in model.named_parameters():
-                if not torch.isfinite(p).all():
-                    raise TrainingDivergedError(f"training diverged: weight {name} became non-finite at step {step}; "
-                                                "no version written", hint="lower training.learning_rate", step=step)
+            if step % 50 == 0:  # a non-finite weight makes the next loss non-finite too; this is the backstop
+                _check_weights(model, step)
             epoch_loss += loss.item()
             batches += 1
             if check_in and time.monotonic() - last_check >= cfg.heartbeat_seconds:
                 check_in(step)
                 last_check = time.monotonic()
         losses.append(epoch_loss / max(1, batches))
+    _check_weights(model, step)
     if check_in:
         check_in(step)
     model.eval()
     return opt, {"steps": step, "final_loss": losses[-1] if losses else float("nan"),
                  "first_epoch_loss": losses[0] if losses else float("nan"), "fit_seconds": time.monotonic() - t0}
+
+
+def _check_weights(model: nn.Module, step: int) -> None:
+    for name, p in model.named_parameters():
+        if not torch.isfinite(p).all():
+            raise TrainingDivergedError(f"training diverged: weight {name} became non-finite by step {step}; "
+                                        "no version written", hint="lower training.learning_rate", step=step)
 
 
 def predict_scores(model: nn.Module, x: np.ndarray, task: str) -> np.ndarray:
