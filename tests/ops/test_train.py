@@ -517,3 +517,23 @@ def torch_load_bytes(data: bytes):
     import torch
 
     return torch.load(io.BytesIO(data), weights_only=True)
+
+
+def test_frozen_layers_keep_the_parents_weights(make_ctx, tmp_path):
+    from lifelong_cli.registry.base import ArtifactRef, open_registry
+
+    ctx = make_ctx(overrides={**FAST})
+    add_batch(ctx, tmp_path, 300, start=0, seed=1)
+    v1 = train(ctx).version
+    frozen = make_ctx(overrides={**FAST, "training.frozen_layers": '["net.0."]'})
+    add_batch(frozen, tmp_path, 300, start=1000, seed=2, day=2)
+    v2 = train(frozen).version
+    reg = open_registry(ctx)
+
+    def weights(v):
+        arts = version_show(ctx, version=v).version["artifacts"]
+        return torch_load_bytes(reg.fetch(ArtifactRef.from_dict("state_dict", arts["state_dict"])))
+
+    w1, w2 = weights(v1), weights(v2)
+    assert np.array_equal(w1["net.0.weight"].numpy(), w2["net.0.weight"].numpy())
+    assert not np.array_equal(w1["net.3.weight"].numpy(), w2["net.3.weight"].numpy())
