@@ -54,3 +54,62 @@ def resume(
             ctx.say(f"next: {r.next}")
 
     run(ctx, lambda: op(ctx, reason=reason, dry_run=dry_run), render)
+
+
+fallback_app = typer.Typer(help="Serve from a simple fallback instead of the models (on | off).", no_args_is_help=True)
+
+
+def _say(ctx, r) -> None:
+    ctx.say(r.message)
+    if r.next:
+        ctx.say(f"next: {r.next}")
+
+
+@fallback_app.command("on")
+def fallback_on(
+    tctx: typer.Context,
+    strategy: Annotated[str, typer.Option("--strategy", help="majority | median | lookup | version:N.")] = "majority",
+    reason: Annotated[str | None, typer.Option("--reason", "-r", help="Why (recorded in the audit log).")] = None,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Serving answers from a simple fallback (the stable version's majority class / median /
+    lookup table, or an older version) until `llctl fallback off`. Training is not touched."""
+    from lifelong_cli.ops.rollback import fallback
+
+    ctx = app_ctx(tctx, json_out=json_out)
+    run(ctx, lambda: fallback(ctx, on=True, strategy=strategy, reason=reason, dry_run=dry_run), _say)
+
+
+@fallback_app.command("off")
+def fallback_off(
+    tctx: typer.Context,
+    reason: Annotated[str | None, typer.Option("--reason", "-r", help="Why (recorded in the audit log).")] = None,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Serving answers from the models again (stable, and the canary's share)."""
+    from lifelong_cli.ops.rollback import fallback
+
+    ctx = app_ctx(tctx, json_out=json_out)
+    run(ctx, lambda: fallback(ctx, on=False, reason=reason, dry_run=dry_run), _say)
+
+
+def rollback(
+    tctx: typer.Context,
+    to: Annotated[int | None, typer.Option("--to", help="This version.")] = None,
+    last_good: Annotated[bool, typer.Option("--last-good", help="The newest validated version not trained on purged data.")] = False,
+    before: Annotated[str | None, typer.Option("--before", help="The newest last-good version created before this time (ISO or 2h).")] = None,
+    serving_only: Annotated[bool, typer.Option("--serving-only", help="Leave the training head where it is.")] = False,
+    reason: Annotated[str | None, typer.Option("--reason", "-r", help="Why (recorded in the audit log).")] = None,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Point serving at an earlier version, aborting any canary, and (unless --serving-only) move
+    the training head there so `resume` + `train` continue from it. Refuses a version whose
+    artifacts fail their checksum and names the next good one. Reversible: roll forward with --to."""
+    from lifelong_cli.ops.rollback import rollback as op
+
+    ctx = app_ctx(tctx, json_out=json_out)
+    run(ctx, lambda: op(ctx, to=to, last_good=last_good, before=before, serving_only=serving_only, reason=reason,
+                        dry_run=dry_run), _say)

@@ -29,9 +29,12 @@ print(json.dumps(sorted(m for m in heavy if m in sys.modules)), file=sys.__stder
     ["status", "--json"],
     ["--help"],
     ["stop-training", "--help"],
+    ["fallback", "off"],
+    ["rollback", "--last-good", "--dry-run"],
+    ["audit"],
 ])
 def test_verb_loads_no_heavy_module(workspace, cli_env, args):
     p = subprocess.run([sys.executable, "-c", PROBE % HEAVY, *args], cwd=workspace, env=cli_env,
                        capture_output=True, text=True, timeout=60)
-    loaded = json.loads(p.stderr.strip().splitlines()[-1])
+    loaded = json.loads(p.stderr.strip().splitlines()[-1])  # the probe's line (a refusal prints its error above)
     assert loaded == [], f"{args} imported {loaded}"

@@ -1,0 +1,194 @@
+"""rollback and fallback: point serving somewhere safe, in the store first (DESIGN §2).
+
+Both run on the fast door (no SQLAlchemy, torch or MLflow) and verify artifacts with hashlib
+against the local copies. Serving replicas follow the deployment row; until `llctl serve` exists
+there is no replica to confirm the change, and the result says so."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lifelong_cli.errors import CheckFailedError, ModelVersionNotFoundError, NotFoundError, UsageError
+from lifelong_cli.ops._base import Result, audited
+
+if TYPE_CHECKING:
+    from lifelong_cli.context import AppContext
+
+VTYPES = {"created_at": "ts", "artifacts": "json"}
+
+
+@dataclass(frozen=True)
+class RollbackResult(Result):
+    target: int
+    previous_stable: int | None
+    canary_aborted: int | None
+    training_head: int | None
+    serving_only: bool
+    dry_run: bool
+    generation: int | None
+    replicas_confirmed: list[str] = field(default_factory=list)
+    message: str = ""
+    next: str = ""
+
+
+def verify_local(version: dict[str, Any], cache_root: Path) -> str | None:
+    """None if every artifact's bytes match their sha256, else a description of the first that does not."""
+    for name, ref in sorted(version["artifacts"].items()):
+        uri = ref["uri"]
+        p = Path(uri) if "://" not in uri and not uri.startswith("runs:") else cache_root / "objects" / ref["sha256"][:2] / ref["sha256"]
+        if not p.exists():
+            return f"artifact {name} is missing ({p})"
+        h = hashlib.sha256()
+        with p.open("rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+        if h.hexdigest() != ref["sha256"]:
+            return f"artifact {name} fails its checksum"
+    return None
+
+
+def _good_candidates(t, before: int | None = None) -> list[dict[str, Any]]:
+    """Versions with a passed verdict, newest first, not trained on data an active purge hides."""
+    rows = t.rows("SELECT v.id, v.created_at, v.artifacts FROM model_versions v WHERE EXISTS "
+                  "(SELECT 1 FROM validations x WHERE x.version_id = v.id AND x.verdict = 'passed' AND x.id = "
+                  "(SELECT max(y.id) FROM validations y WHERE y.version_id = v.id)) ORDER BY v.id DESC", types=VTYPES)
+    tainted: set[int] = set()
+    for r in t.rows("SELECT blast_radius FROM purge_rules WHERE active = :t OR hard = :t", {"t": True},
+                    types={"blast_radius": "json"}):
+        tainted |= set((r["blast_radius"] or {}).get("affected_versions", []))
+    return [r for r in rows if r["id"] not in tainted and (before is None or r["id"] < before)]
+
+
+def rollback(ctx: AppContext, *, to: int | None = None, last_good: bool = False, before: str | None = None,
+             serving_only: bool = False, reason: str | None = None, dry_run: bool = False) -> RollbackResult:
+    """Make an earlier version stable (aborting any canary) and, unless ``serving_only``, the
+    training head, so that `resume` + `train` continue from it."""
+    from lifelong_cli.ops.audit import parse_time
+    from lifelong_cli.store import deployment
+
+    if sum(x is not None and x is not False for x in (to, last_good or None, before)) != 1:
+        raise UsageError("give exactly one of --to V, --last-good, --before TIME", hint="llctl rollback --last-good")
+    cache = ctx.config.registry_root
+    with ctx.store.tx(write=False) as t:
+        dep = deployment.get(t)
+        if to is not None:
+            target = t.row("SELECT id, created_at, artifacts FROM model_versions WHERE id = :v", {"v": to}, types=VTYPES)
+            if target is None:
+                raise ModelVersionNotFoundError(f"no model version {to}", hint="`llctl versions` lists them")
+            candidates = [target]
+        else:
+            candidates = _good_candidates(t)
+            if before is not None:
+                cutoff: datetime = parse_time(before, now=ctx.now(), flag="--before")
+                candidates = [c for c in candidates if c["created_at"] < cutoff]
+            candidates = [c for c in candidates if c["id"] != dep["stable_version"]] or candidates
+        fallback_next = [c["id"] for c in _good_candidates(t)]
+    if not candidates:
+        raise NotFoundError("no version qualifies as last good (validated, and not trained on purged data)",
+                            hint="`llctl versions` shows verdicts; `llctl rollback --to V` names one, or `llctl fallback on`")
+    target, problem = None, None
+    for c in candidates:
+        problem = verify_local(c, cache)
+        if problem is None:
+            target = c
+            break
+        if to is not None:
+            nxt = next((v for v in fallback_next if v != to), None)
+            raise CheckFailedError(f"v{to} cannot be served: {problem}; nothing changed",
+                                   hint=f"roll back to v{nxt} instead" if nxt else "`llctl fallback on` serves a simple fallback")
+    if target is None:
+        raise CheckFailedError(f"no last-good version passes its checksums ({problem})",
+                               hint="`llctl fallback on` serves a simple fallback")
+    v = target["id"]
+    changes: dict[str, Any] = {"stable_version": v, "canary_version": None, "canary_share": 0.0, "canary_step": None,
+                               "canary_state": "aborted" if dep["canary_version"] else dep["canary_state"]}
+    if not serving_only:
+        changes["training_head"] = v
+    if dry_run:
+        return RollbackResult(v, dep["stable_version"], dep["canary_version"], v if not serving_only else dep["training_head"],
+                              serving_only, True, None, message=f"dry run: would roll serving back to v{v}"
+                              + (f" (from v{dep['stable_version']})" if dep["stable_version"] else "")
+                              + ("" if serving_only else f" and move the training head to v{v}"),
+                              next="run again without --dry-run")
+    args = {"to": to, "last_good": last_good, "before": before, "serving_only": serving_only}
+    with audited(ctx, "rollback", args=args, reason=reason) as (t, entry):
+        gen = deployment.update_locked(t, actor=ctx.actor, now=ctx.now(), **changes)
+        entry.detail = {"target": v, "previous_stable": dep["stable_version"], "canary_aborted": dep["canary_version"],
+                        "generation": gen}
+    msg = (f"serving was already on v{v}" if dep["stable_version"] == v
+           else f"serving rolled back to v{v}" + (f" (was v{dep['stable_version']})" if dep["stable_version"] else ""))
+    if dep["canary_version"]:
+        msg += f"; canary v{dep['canary_version']} aborted"
+    msg += "" if serving_only else f"; training head is v{v}"
+    replicas = ctx.config.settings.serving.replicas
+    msg += "; no serving replicas configured to confirm it" if not replicas else ""
+    return RollbackResult(v, dep["stable_version"], dep["canary_version"], v if not serving_only else dep["training_head"],
+                          serving_only, False, gen, message=msg,
+                          next="`llctl resume` then `llctl train` continues from there" if not serving_only
+                          else "the training head is unchanged")
+
+
+@dataclass(frozen=True)
+class FallbackResult(Result):
+    on: bool
+    changed: bool
+    strategy: str | None
+    source_version: int | None
+    dry_run: bool
+    generation: int | None
+    message: str = ""
+    next: str = ""
+
+
+def fallback(ctx: AppContext, *, on: bool, strategy: str = "majority", reason: str | None = None,
+             dry_run: bool = False) -> FallbackResult:
+    """Serve from a simple, non-continuously-trained fallback (``on``) or stop doing so (``off``)."""
+    from lifelong_cli.store import deployment
+
+    with ctx.store.tx(write=False) as t:
+        dep = deployment.get(t)
+        if not on:
+            if not dep["fallback_mode"]:
+                return FallbackResult(False, False, None, None, dry_run, None, "fallback was already off; nothing changed")
+        else:
+            source = dep["stable_version"] or dep["training_head"]
+            if strategy.startswith("version:"):
+                try:
+                    source = int(strategy.split(":", 1)[1])
+                except ValueError:
+                    raise UsageError(f"--strategy {strategy!r}: version:N needs a number", hint="--strategy version:3") from None
+            elif strategy not in ("majority", "median", "lookup"):
+                raise UsageError(f"--strategy {strategy!r} is not majority, median, lookup or version:N",
+                                 hint="llctl fallback on --strategy majority")
+            if source is None:
+                raise NotFoundError("no version to take a fallback from yet", hint="`llctl train` first")
+            row = t.row("SELECT id, created_at, artifacts FROM model_versions WHERE id = :v", {"v": source}, types=VTYPES)
+            if row is None:
+                raise ModelVersionNotFoundError(f"no model version {source}", hint="`llctl versions` lists them")
+    if on:
+        problem = verify_local(row, ctx.config.registry_root) if strategy.startswith("version:") else None
+        if problem:
+            raise CheckFailedError(f"v{source} cannot be a fallback: {problem}", hint="pick another version")
+        if not strategy.startswith("version:") and "fallback" not in row["artifacts"]:
+            raise NotFoundError(f"v{source} has no fallback artifact", hint="--strategy version:N serves an older version")
+        if dep["fallback_mode"] and dep["fallback_strategy"] == strategy:
+            return FallbackResult(True, False, strategy, source, dry_run, None,
+                                  f"fallback was already on ({strategy}) since {dep['fallback_since']:%Y-%m-%d %H:%M:%S}Z; nothing changed")
+    if dry_run:
+        return FallbackResult(on, False, strategy if on else None, source if on else None, True, None,
+                              f"dry run: would turn fallback {'on (' + strategy + ')' if on else 'off'}")
+    changes = ({"fallback_mode": True, "fallback_strategy": strategy, "fallback_since": ctx.now()} if on
+               else {"fallback_mode": False, "fallback_strategy": None, "fallback_since": None})
+    with audited(ctx, "fallback", args={"on": on, "strategy": strategy if on else None}, reason=reason) as (t, entry):
+        gen = deployment.update_locked(t, actor=ctx.actor, now=ctx.now(), **changes)
+        entry.detail = {"on": on, "strategy": strategy if on else None, "generation": gen}
+    note = "" if ctx.config.settings.serving.replicas else "; no serving replicas configured to confirm it"
+    if on:
+        return FallbackResult(True, True, strategy, source, False, gen,
+                              f"fallback ON: serving answers from the {strategy} fallback of v{source}{note}",
+                              "`llctl fallback off` once a good version is stable")
+    return FallbackResult(False, True, None, None, False, gen, f"fallback OFF: serving answers from the models again{note}")
