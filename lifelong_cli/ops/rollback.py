@@ -35,11 +35,18 @@ class RollbackResult(Result):
     next: str = ""
 
 
+def _local_path(ref: dict[str, Any], cache_root: Path) -> Path:
+    """Where an artifact's bytes are on this machine: the local registry, or its cache of a remote one."""
+    uri = ref["uri"]
+    if "://" not in uri and not uri.startswith("runs:"):
+        return Path(uri)
+    return cache_root / "objects" / ref["sha256"][:2] / ref["sha256"]
+
+
 def verify_local(version: dict[str, Any], cache_root: Path) -> str | None:
     """None if every artifact's bytes match their sha256, else a description of the first that does not."""
     for name, ref in sorted(version["artifacts"].items()):
-        uri = ref["uri"]
-        p = Path(uri) if "://" not in uri and not uri.startswith("runs:") else cache_root / "objects" / ref["sha256"][:2] / ref["sha256"]
+        p = _local_path(ref, cache_root)
         if not p.exists():
             return f"artifact {name} is missing ({p})"
         h = hashlib.sha256()
@@ -49,6 +56,16 @@ def verify_local(version: dict[str, Any], cache_root: Path) -> str | None:
         if h.hexdigest() != ref["sha256"]:
             return f"artifact {name} fails its checksum"
     return None
+
+
+def _fallback_doc(ref: dict[str, Any], cache_root: Path) -> dict[str, Any]:
+    import json
+
+    doc = {"artifacts": {"fallback": ref}}
+    problem = verify_local(doc, cache_root)
+    if problem:
+        raise CheckFailedError(f"the fallback artifact cannot be used: {problem}", hint="--strategy version:N")
+    return json.loads(_local_path(ref, cache_root).read_bytes())
 
 
 def _good_candidates(t, before: int | None = None) -> list[dict[str, Any]]:
@@ -173,8 +190,16 @@ def fallback(ctx: AppContext, *, on: bool, strategy: str = "majority", reason: s
         problem = verify_local(row, ctx.config.registry_root) if strategy.startswith("version:") else None
         if problem:
             raise CheckFailedError(f"v{source} cannot be a fallback: {problem}", hint="pick another version")
-        if not strategy.startswith("version:") and "fallback" not in row["artifacts"]:
-            raise NotFoundError(f"v{source} has no fallback artifact", hint="--strategy version:N serves an older version")
+        if not strategy.startswith("version:"):
+            if "fallback" not in row["artifacts"]:
+                raise NotFoundError(f"v{source} has no fallback artifact", hint="--strategy version:N serves an older version")
+            fb = _fallback_doc(row["artifacts"]["fallback"], ctx.config.registry_root)
+            usable = {"majority": "majority" in fb, "median": "median" in fb, "lookup": "lookup" in fb}
+            if not usable[strategy]:
+                choices = ", ".join(k for k, ok in usable.items() if ok) or "version:N"
+                raise UsageError(f"v{source}'s fallback has no {strategy} answer (a {fb.get('task')} model"
+                                 + (", and training.fallback_lookup_key was not set" if strategy == "lookup" else "") + ")",
+                                 hint=f"use --strategy {choices}")
         if dep["fallback_mode"] and dep["fallback_strategy"] == strategy:
             return FallbackResult(True, False, strategy, source, dry_run, None,
                                   f"fallback was already on ({strategy}) since {dep['fallback_since']:%Y-%m-%d %H:%M:%S}Z; nothing changed")

@@ -91,6 +91,9 @@ def test_fallback_with_an_unknown_version_or_strategy_is_refused(three):
         fallback(three, on=True, strategy="version:99")
     with pytest.raises(UsageError):
         fallback(three, on=True, strategy="coin-flip")
+    with pytest.raises(UsageError, match="no median answer"):
+        fallback(three, on=True, strategy="median")  # a classification model has a majority class, no median
+    assert fallback(three, on=True, strategy="lookup").strategy == "lookup"  # training.fallback_lookup_key: segment
 
 
 def test_cli_rollback_json_and_exit_codes(three, workspace, cli_env):
