@@ -74,6 +74,7 @@ app.add_typer(train.golden_app, name="golden")
 app.command("validate")(train.validate)
 app.add_typer(workspace.config_app, name="config")
 app.add_typer(workspace.db_app, name="db")
+app.add_typer(workspace.registry_app, name="registry")
 
 
 def main(argv: list[str] | None = None) -> None:

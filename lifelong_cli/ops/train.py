@@ -239,6 +239,10 @@ def _train(ctx, *, strategy, epochs, max_rows, dry_run, head, lease, ttl, t_star
                                       metrics={k: v for k, v in metrics.items() if isinstance(v, int | float)}, lineage=lineage)
     except LlctlError as exc:  # the version is committed; only its registry record is missing
         ref, reg_note = None, f" (not recorded in the registry: {exc.message})"
+    if registry.kind != "local":
+        from lifelong_cli.ops.registry_sync import sync_quietly
+
+        sync_quietly(ctx)
     if ref:
         with ctx.store.tx() as t:
             t.execute("UPDATE model_versions SET registry_ref = :r WHERE id = :v", {"r": ref, "v": version})

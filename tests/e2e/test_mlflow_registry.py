@@ -195,6 +195,14 @@ def _mlflow_flow(ws: Path, env: dict[str, str], stream: Path, tracking_uri: str,
     finally:
         ctx.close()
 
+    # the emergency verbs change the store only; `registry sync` mirrors it as aliases
+    _ok(run_bin(["rollback", "--to", "2", "--serving-only"], cwd=ws, env=env))
+    _ok(run_bin(["fallback", "on", "--strategy", "version:1"], cwd=ws, env=env))
+    synced = json.loads(_ok(run_bin(["registry", "sync", "--json"], cwd=ws, env=env)).stdout)
+    assert synced["aliases"] == {"stable": 2, "canary": None, "head": 3, "fallback": 1}
+    for alias, v in (("stable", "2"), ("head", "3"), ("fallback", "1")):
+        assert client.get_model_version_by_alias(model, alias).tags[VERSION_TAG] == v
+
     # a run that never became a version (the process ended after a put) is not left RUNNING
     p = subprocess.run([sys.executable, "-c", ABANDON], cwd=ws, env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stdout.startswith("runs:/"), p.stderr
