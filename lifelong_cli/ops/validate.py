@@ -146,6 +146,10 @@ def _finish(ctx, version, base_id, golden_rows, gates, metrics=None) -> Validate
                                  "gates": docs})
         entry.outcome = verdict
         entry.detail = {"version": version, "failed": failed, "metrics": metrics or {}}
+    if ctx.config.settings.registry.kind != "local":
+        from lifelong_cli.ops.registry_sync import sync_quietly
+
+        sync_quietly(ctx)
     msg = (f"v{version} passed validation" if not failed
            else f"v{version} REJECTED: failed {', '.join(failed)}")
     nxt = (f"`llctl push {version}` to make it available to serving" if not failed
