@@ -93,6 +93,7 @@ def golden_import(
     path: Annotated[str, typer.Argument(help="A CSV / JSON Lines / Parquet file (or - for stdin).")],
     slice_by: Annotated[str | None, typer.Option("--slice-by", help="Column whose values name the slices (e.g. task).")] = None,
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="csv | jsonl | parquet.")] = None,
+    dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Import a labelled golden set (validated like examples). Validation measures every version on
@@ -100,12 +101,13 @@ def golden_import(
     from lifelong_cli.ops.golden import golden_import as op
 
     ctx = app_ctx(tctx, json_out=json_out)
-    run(ctx, lambda: op(ctx, path=path, slice_by=slice_by, fmt=fmt), lambda c, r: c.say(r.message))
+    run(ctx, lambda: op(ctx, path=path, slice_by=slice_by, fmt=fmt, dry_run=dry_run), lambda c, r: c.say(r.message))
 
 
 def validate(
     tctx: typer.Context,
     version: Annotated[int | None, typer.Argument(help="Version (default: the training head).")] = None,
+    dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Run the release gates on a version — integrity, sanity, ONNX parity and signature, golden
@@ -130,4 +132,5 @@ def validate(
         ctx.say(r.message)
         ctx.say(f"next: {r.next}")
 
-    run(ctx, lambda: op(ctx, version=version), render, exit_code=lambda r: 3 if r.verdict == "rejected" else 0)
+    run(ctx, lambda: op(ctx, version=version, dry_run=dry_run), render,
+        exit_code=lambda r: 3 if r.verdict == "rejected" else 0)

@@ -14,13 +14,13 @@ registry_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 
 
 @registry_app.command("sync")
-def registry_sync(tctx: typer.Context, json_out: JsonOpt = False) -> None:
+def registry_sync(tctx: typer.Context, dry_run: DryRunOpt = False, json_out: JsonOpt = False) -> None:
     """Mirror the store's pointers (stable, canary, head, fallback) as registry aliases. The store is
     the source of truth: emergency verbs never wait on the registry; this catches the aliases up."""
     from lifelong_cli.ops.registry_sync import registry_sync as op
 
     ctx = app_ctx(tctx, json_out=json_out)
-    run(ctx, lambda: op(ctx), lambda c, r: c.say(r.message))
+    run(ctx, lambda: op(ctx, dry_run=dry_run), lambda c, r: c.say(r.message))
 
 
 def init(

@@ -23,7 +23,7 @@ class GoldenImportResult(Result):
 
 
 def golden_import(ctx: AppContext, *, path: str, slice_by: str | None = None, fmt: str | None = None,
-                  name: str = "golden") -> GoldenImportResult:
+                  name: str = "golden", dry_run: bool = False) -> GoldenImportResult:
     """Store a golden set. Rows are validated like examples and must carry a label; ``slice_by``
     names a column of the file whose values name the slices (e.g. an old task, a segment)."""
     import pyarrow as pa
@@ -74,6 +74,10 @@ def golden_import(ctx: AppContext, *, path: str, slice_by: str | None = None, fm
             raise InvalidInputError(f"{src.label}: no valid labelled rows for a golden set ({bad_rows} bad)",
                                     hint="`llctl ingest` checks the same rules; every golden row needs a label")
         table = pa.concat_tables(good_parts)
+        if dry_run:
+            slices = {r["values"]: r["counts"] for r in pc.value_counts(table[SLICE]).to_pylist()}
+            return GoldenImportResult(None, "dry-run", rows, bad_rows, slices,
+                                      f"dry run: would import {rows} golden rows in {len(slices)} slice(s)")
         w = data.writer(data.new_path("segments/golden"), out_schema)
         w.write(table)
         seg = w.commit()

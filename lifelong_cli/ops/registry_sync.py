@@ -22,7 +22,7 @@ class RegistrySyncResult(Result):
     message: str = ""
 
 
-def registry_sync(ctx: AppContext) -> RegistrySyncResult:
+def registry_sync(ctx: AppContext, *, dry_run: bool = False) -> RegistrySyncResult:
     from lifelong_cli.registry.base import open_registry
     from lifelong_cli.store import deployment
 
@@ -34,10 +34,12 @@ def registry_sync(ctx: AppContext) -> RegistrySyncResult:
         fallback = int(strat.split(":", 1)[1]) if strat.startswith("version:") else (dep["stable_version"] or dep["training_head"])
     aliases = {"stable": dep["stable_version"], "canary": dep["canary_version"], "head": dep["training_head"],
                "fallback": fallback}
+    shown = ", ".join(f"{a}=v{v}" if v else f"{a}=none" for a, v in aliases.items())
+    if dry_run:
+        return RegistrySyncResult(ctx.config.settings.registry.kind, aliases, f"dry run: would set {shown}")
     registry = open_registry(ctx)
     for alias, version in aliases.items():
         registry.set_alias(alias, version)
-    shown = ", ".join(f"{a}=v{v}" if v else f"{a}=none" for a, v in aliases.items())
     return RegistrySyncResult(registry.kind, aliases, f"{registry.kind} registry aliases: {shown}")
 
 

@@ -26,7 +26,7 @@ class ValidateResult(Result):
     next: str = ""
 
 
-def validate(ctx: AppContext, *, version: int | None = None) -> ValidateResult:
+def validate(ctx: AppContext, *, version: int | None = None, dry_run: bool = False) -> ValidateResult:
     """Run the gates on ``version`` (default: the training head) against the stable version.
     Every gate runs and is reported; the verdict is ``passed`` only if none failed."""
     import numpy as np
@@ -60,7 +60,7 @@ def validate(ctx: AppContext, *, version: int | None = None) -> ValidateResult:
                             "checksums verified; state dict and ONNX load"))
     except (CheckFailedError, NotFoundError) as exc:
         gates.append(g.Gate("integrity", False, "artifact check failed", "sha256 match, loads", exc.message))
-        return _finish(ctx, version, base_id, 0, gates)
+        return _finish(ctx, version, base_id, 0, gates, dry_run=dry_run)
 
     base = None
     if base_id is not None:
@@ -76,7 +76,7 @@ def validate(ctx: AppContext, *, version: int | None = None) -> ValidateResult:
         gates.append(g.Gate("golden set", False, "0 rows", "> 0 rows",
                             "no golden rows: `llctl golden import FILE`, or keep data.holdout_fraction > 0"))
         gates.append(g.Gate("sanity", weights_ok, "weights finite" if weights_ok else "non-finite weights", "finite"))
-        return _finish(ctx, version, base_id, 0, gates)
+        return _finish(ctx, version, base_id, 0, gates, dry_run=dry_run)
 
     cs = g.scores_onnx(cand, golden)
     # sanity: finite weights and outputs, predictions not collapsed
@@ -134,13 +134,16 @@ def validate(ctx: AppContext, *, version: int | None = None) -> ValidateResult:
         gates.append(g.Gate("no regression", None, "no baseline", "", "first version: nothing to compare with"))
     p99 = g.latency_p99_ms(cand, golden)
     gates.append(g.Gate("latency", p99 <= vs.max_latency_ms, f"p99 {p99:.2f} ms", f"≤ {vs.max_latency_ms} ms"))
-    return _finish(ctx, version, base_id, golden.num_rows, gates, metrics=m)
+    return _finish(ctx, version, base_id, golden.num_rows, gates, metrics=m, dry_run=dry_run)
 
 
-def _finish(ctx, version, base_id, golden_rows, gates, metrics=None) -> ValidateResult:
+def _finish(ctx, version, base_id, golden_rows, gates, metrics=None, dry_run=False) -> ValidateResult:
     failed = [x.name for x in gates if x.passed is False]
     verdict = "rejected" if failed else "passed"
     docs = [x.to_dict() for x in gates]
+    if dry_run:
+        return ValidateResult(version, verdict, base_id, golden_rows, docs, failed,
+                              f"dry run: v{version} would be {verdict} (verdict not stored)", "run again without --dry-run")
     with audited(ctx, "validate", args={"version": version}) as (t, entry):
         t.insert("validations", {"version_id": version, "created_at": ctx.now(), "actor": ctx.actor, "verdict": verdict,
                                  "gates": docs})

@@ -106,3 +106,12 @@ def test_golden_import_slices_and_purged_golden_rows_are_left_out(fast, tmp_path
     purge_data(ctx, where="segment = 'a'", reason="pii in golden")
     after = validate(ctx).golden_rows
     assert after < before
+
+
+def test_dry_run_reports_the_verdict_without_storing_it(fast, tmp_path):
+    ctx = fast()
+    ingest(ctx, path=_batch(tmp_path, 1))
+    v = train(ctx).version
+    r = validate(ctx, dry_run=True)
+    assert r.verdict == "passed" and "not stored" in r.message
+    assert version_show(fast(), version=v).validation is None
