@@ -107,6 +107,16 @@ def _store_checks(ctx: AppContext, store) -> list[Check]:
                          f"batches {missing[:10]} have no segment file" if missing
                          else f"{conn.execute(select(func.count(batches.c.id))).scalar()} batch(es), all segments present",
                          "the data root was changed by hand; restore those files or purge the batches" if missing else None))
+        referenced = {p for row in conn.execute(select(batches.c.segment_path, batches.c.quarantine_path)) for p in row if p}
+        root = Path(ctx.config.data_root)
+        if "://" not in ctx.config.data_root and root.is_dir():
+            orphans = [p for area in ("segments", "quarantine") for p in (root / area).rglob("*.parquet")
+                       if str(p) not in referenced]
+            out.append(Check("unreferenced segments", not orphans,
+                             f"{len(orphans)} segment file(s) no batch refers to, e.g. {orphans[0]}" if orphans
+                             else "every segment file belongs to a batch",
+                             "left by an ingest interrupted just before it committed (or replaced by a hard purge); "
+                             "readers never see them; delete them when nothing runs" if orphans else None))
         guard = _append_only_guard(conn)
         out.append(Check("audit log", guard, "append-only guard installed" if guard else "append-only trigger missing",
                          None if guard else "run `llctl db upgrade`; if it persists the store was edited by hand"))

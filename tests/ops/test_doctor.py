@@ -38,3 +38,11 @@ def test_store_without_schema_says_run_db_upgrade(tmp_path):
     ctx.close()
     (f,) = r.findings
     assert f.name == "migrations" and "llctl db upgrade" in f.hint
+
+
+def test_a_segment_no_batch_refers_to_is_reported(ctx, workspace):
+    seg = workspace / ".llctl" / "data" / "segments" / "examples"
+    seg.mkdir(parents=True, exist_ok=True)
+    (seg / "0123abcd.parquet").write_bytes(b"PAR1")
+    r = doctor(ctx)
+    assert [f.name for f in r.findings] == ["unreferenced segments"]
