@@ -55,3 +55,19 @@ def run_bin(args: list[str], *, cwd: Path, env: dict[str, str], timeout: float =
     p = subprocess.run([llctl_bin(), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
                        input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)
     return CliResult(p.returncode, p.stdout, p.stderr)
+
+
+def read_all_rows(workspace: Path, env: dict[str, str]):
+    """Every accepted example row, labelled or not, hold-out included, through the one reader."""
+    from lifelong_cli.context import AppContext
+    from lifelong_cli.data.reader import read_rows
+    from lifelong_cli.data.schema import DataSchema
+    from lifelong_cli.data.segments import DataStore
+
+    ctx = AppContext(cwd=workspace, env=env, actor="tester")
+    try:
+        with ctx.store.read() as conn:
+            return read_rows(conn, DataStore(ctx.config.data_root), DataSchema.from_settings(ctx.config.settings.data),
+                             trainable_only=False, holdout="include")
+    finally:
+        ctx.close()

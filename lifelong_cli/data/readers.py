@@ -82,26 +82,30 @@ class _Utf8Check:
         self.lines += block.count(b"\n")
 
 
+def _digest(src, h, check: _Utf8Check | None, copy_to=None) -> int:
+    """Hash (and optionally copy) a byte stream block by block, checking UTF-8 on the way; its size."""
+    size = 0
+    while block := src.read(HASH_BLOCK):
+        h.update(block)
+        if copy_to is not None:
+            copy_to.write(block)
+        size += len(block)
+        if check:
+            check.feed(block)
+    if check:
+        check.feed(b"", final=True)
+    return size
+
+
 def open_input(path: str, *, fmt: str | None, spool_dir: Path) -> InputSource:
     h = hashlib.sha256()
     if path == "-":
         spool_dir.mkdir(parents=True, exist_ok=True)
-        size = 0
         the_fmt = fmt or "csv"
         check = _Utf8Check("stdin") if the_fmt == "csv" else None
         with tempfile.NamedTemporaryFile(dir=spool_dir, prefix=".stdin.", suffix=".llctl-tmp", delete=False) as tmp:
             try:
-                while True:
-                    block = sys.stdin.buffer.read(HASH_BLOCK)
-                    if not block:
-                        break
-                    h.update(block)
-                    tmp.write(block)
-                    size += len(block)
-                    if check:
-                        check.feed(block)
-                if check:
-                    check.feed(b"", final=True)
+                size = _digest(sys.stdin.buffer, h, check, copy_to=tmp)
             except BaseException:
                 tmp.close()
                 Path(tmp.name).unlink(missing_ok=True)
@@ -127,15 +131,8 @@ def open_input(path: str, *, fmt: str | None, spool_dir: Path) -> InputSource:
     for f in files:
         if len(files) > 1:
             h.update(f.name.encode() + b"\0")
-        check = _Utf8Check(str(f)) if the_fmt == "csv" else None
         with f.open("rb") as fh:
-            while block := fh.read(HASH_BLOCK):
-                h.update(block)
-                size += len(block)
-                if check:
-                    check.feed(block)
-        if check:
-            check.feed(b"", final=True)
+            size += _digest(fh, h, _Utf8Check(str(f)) if the_fmt == "csv" else None)
     return InputSource(str(p), files, the_fmt, h.hexdigest(), size)
 
 

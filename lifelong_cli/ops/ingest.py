@@ -164,7 +164,7 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
                     counts["accepted"] += good.num_rows
                     if gw:
                         gw.write(good)
-            keep = _first_new(batch_hashes, (lambda idx: _batch_keys(gw, src, schema, idx)) if gw else None,
+            keep = _first_new(batch_hashes, (lambda idx: _batch_keys(gw, schema, idx)) if gw else None,
                               seen_hashes, lambda hs: _seen_keys(seen, seen_h, hs))
             if keep is not None:  # duplicates are rare: the segment is rewritten only when there are some
                 counts["accepted"] = int(pc.sum(keep).as_py() or 0)
@@ -311,7 +311,7 @@ def _first_new(batch_hashes: list, batch_keys_of, seen_hashes, seen_keys_of):
     return None if keep.all() else pa.array(keep)
 
 
-def _batch_keys(writer, src, schema, idx) -> list[str]:
+def _batch_keys(writer, schema, idx) -> list[str]:
     """The keys of rows ``idx`` of this batch, read back from its (complete, not yet visible) segment."""
     return writer.read_back(columns=[schema.key])[schema.key].take(idx).to_pylist()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lifelong_cli.context import AppContext
-from tests.helpers import CliResult, run_bin, run_cli
+from tests.helpers import CliResult, read_all_rows, run_bin, run_cli
 
 HEADER = "example_id,event_time,label,x1,x2,x3,segment"
 T0 = "2024-01-01T00:00:00Z"
@@ -68,17 +68,7 @@ class Store:
 
     def rows(self):
         """Every accepted example row, labelled or not, hold-out included (the one reader)."""
-        from lifelong_cli.data.reader import read_rows
-        from lifelong_cli.data.schema import DataSchema
-        from lifelong_cli.data.segments import DataStore
-
-        ctx = self._ctx()
-        try:
-            with ctx.store.read() as conn:
-                return read_rows(conn, DataStore(ctx.config.data_root), DataSchema.from_settings(ctx.config.settings.data),
-                                 trainable_only=False, holdout="include")
-        finally:
-            ctx.close()
+        return read_all_rows(self.workspace, self.env)
 
     def snapshot(self) -> dict:
         status = run_cli(["status", "--json"], cwd=self.workspace, env=self.env)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lifelong_cli.context import AppContext
-from tests.helpers import llctl_bin, run_bin
+from tests.helpers import llctl_bin, read_all_rows, run_bin
 
 ROWS = 1_500_000
 
@@ -33,20 +33,6 @@ def _write_big_csv(path: Path, n: int):
     })
     pcsv.write_csv(table, path)
     return table
-
-
-def _read_all(workspace: Path, env: dict[str, str]):
-    from lifelong_cli.data.reader import read_rows
-    from lifelong_cli.data.schema import DataSchema
-    from lifelong_cli.data.segments import DataStore
-
-    ctx = AppContext(cwd=workspace, env=env, actor="tester")
-    try:
-        with ctx.store.read() as conn:
-            return read_rows(conn, DataStore(ctx.config.data_root), DataSchema.from_settings(ctx.config.settings.data),
-                             trainable_only=False, holdout="include")
-    finally:
-        ctx.close()
 
 
 def _batches(workspace: Path, env: dict[str, str]) -> list[dict]:
@@ -103,7 +89,7 @@ def test_kill_9_mid_ingest_leaves_no_batch_and_the_rerun_succeeds(tmp_path, work
     data = _status_data(workspace, cli_env)
     assert (data["batches"], data["rows_accepted"]) == (0, 0)
     assert _batches(workspace, cli_env) == []
-    assert _read_all(workspace, cli_env).num_rows == 0
+    assert read_all_rows(workspace, cli_env).num_rows == 0
     assert not list(segments.rglob("*.parquet")), "a finished segment file without a batch"
     leftovers = list(segments.rglob("*.llctl-tmp"))
     assert leftovers
@@ -126,7 +112,7 @@ def test_kill_9_mid_ingest_leaves_no_batch_and_the_rerun_succeeds(tmp_path, work
     assert batch["status"] == "accepted" and Path(batch["segment_path"]).is_file()
 
     # and the one reader returns exactly those rows
-    got = _read_all(workspace, cli_env)
+    got = read_all_rows(workspace, cli_env)
     assert got.num_rows == ROWS
     got = got.sort_by("example_id")
     want = expected.sort_by("example_id")
