@@ -140,7 +140,34 @@ class ServingSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8700, ge=1, le=65535)
     replicas: list[str] = Field(default_factory=list)
-    admin_token_env: str = "LLCTL_ADMIN_TOKEN"
+    admin_token_env: str = Field("LLCTL_ADMIN_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    poll_ms: int = Field(200, ge=10, le=250)
+    max_body_bytes: int = Field(1_000_000, ge=1_000)
+    max_batch_rows: int = Field(1_000, ge=1)
+    log_queue_rows: int = Field(100_000, ge=100)
+    log_flush_ms: int = Field(500, ge=10)
+    replica_ttl_seconds: float = Field(5.0, gt=0.0)
+    confirm_timeout_seconds: float = Field(5.0, ge=0.0)
+
+
+class CanarySettings(_Section):
+    steps: list[float] = Field(default_factory=lambda: [5.0, 25.0, 50.0, 100.0])
+    min_requests: int = Field(100, ge=1)
+    min_labelled: int = Field(50, ge=1)
+    min_step_seconds: float = Field(30.0, ge=0.0)
+    alpha: float = Field(0.01, gt=0.0, lt=1.0)
+    max_error_rate_increase: float = Field(0.01, ge=0.0)
+    max_latency_ratio: float = Field(2.0, ge=1.0)
+    max_accuracy_drop: float = Field(0.05, ge=0.0)
+    max_prediction_shift: float = Field(0.25, ge=0.0, le=1.0)
+    max_hold_minutes: float = Field(60.0, gt=0.0)
+
+    @field_validator("steps")
+    @classmethod
+    def _rising_to_100(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < s <= 100 for s in v) or any(b <= a for a, b in zip(v, v[1:], strict=False)) or v[-1] != 100:
+            raise ValueError("steps must rise strictly, each in (0, 100], and end at 100")
+        return v
 
 
 class Settings(_Section):
@@ -152,6 +179,7 @@ class Settings(_Section):
     training: TrainingSettings = TrainingSettings()
     validation: ValidationSettings = ValidationSettings()
     serving: ServingSettings = ServingSettings()
+    canary: CanarySettings = CanarySettings()
 
 
 @dataclass(frozen=True)

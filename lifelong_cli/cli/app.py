@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from lifelong_cli import __version__
-from lifelong_cli.cli import control, data, status, train, workspace
+from lifelong_cli.cli import control, data, release, status, train, workspace
 from lifelong_cli.context import AppContext
 from lifelong_cli.errors import EXIT_CODES, INTERRUPTED, USAGE
 
@@ -72,6 +72,9 @@ app.command("train")(train.train)
 app.add_typer(train.versions_app, name="versions")
 app.add_typer(train.golden_app, name="golden")
 app.command("validate")(train.validate)
+app.command("push")(release.push)
+app.add_typer(release.canary_app, name="canary")
+app.command("serve")(release.serve)
 app.add_typer(workspace.config_app, name="config")
 app.add_typer(workspace.db_app, name="db")
 app.add_typer(workspace.registry_app, name="registry")

@@ -98,7 +98,7 @@ def fallback_off(
 def rollback(
     tctx: typer.Context,
     to: Annotated[int | None, typer.Option("--to", help="This version.")] = None,
-    last_good: Annotated[bool, typer.Option("--last-good", help="The newest validated version not trained on purged data.")] = False,
+    last_good: Annotated[bool, typer.Option("--last-good", help="The newest version that passed validation, served healthily and was not trained on purged data.")] = False,
     before: Annotated[str | None, typer.Option("--before", help="The newest last-good version created before this time (ISO or 2h).")] = None,
     serving_only: Annotated[bool, typer.Option("--serving-only", help="Leave the training head where it is.")] = False,
     reason: Annotated[str | None, typer.Option("--reason", "-r", help="Why (recorded in the audit log).")] = None,

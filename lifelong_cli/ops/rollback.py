@@ -1,13 +1,14 @@
 """rollback and fallback: point serving somewhere safe, in the store first (DESIGN §2).
 
 Both run on the fast door (no SQLAlchemy, torch or MLflow) and verify artifacts with hashlib
-against the local copies. Serving replicas follow the deployment row; until `llctl serve` exists
-there is no replica to confirm the change, and the result says so."""
+against the local copies. Serving replicas follow the deployment row; after the change is committed
+the verb waits (up to ``serving.confirm_timeout_seconds``) until every live replica reports it has
+applied the new generation, and says how long that took."""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,7 @@ class RollbackResult(Result):
     serving_only: bool
     dry_run: bool
     generation: int | None
-    replicas_confirmed: list[str] = field(default_factory=list)
+    confirm: dict[str, Any] | None = None
     message: str = ""
     next: str = ""
 
@@ -74,15 +75,20 @@ def _fallback_doc(ref: dict[str, Any], cache_root: Path) -> dict[str, Any]:
 
 
 def _good_candidates(t, before: int | None = None) -> list[dict[str, Any]]:
-    """Versions with a passed verdict, newest first, not trained on data an active purge hides."""
-    rows = t.rows("SELECT v.id, v.created_at, v.artifacts FROM model_versions v WHERE EXISTS "
+    """"Last good" candidates, newest first: a passed verdict, not trained on data an active (or hard)
+    purge hides, not demoted (rolled back from, or its canary aborted by analysis), and — once any
+    version has been promoted — served healthily, i.e. promoted to stable."""
+    rows = t.rows("SELECT v.id, v.created_at, v.artifacts, v.promoted_at FROM model_versions v "
+                  "WHERE v.demoted_at IS NULL AND EXISTS "
                   "(SELECT 1 FROM validations x WHERE x.version_id = v.id AND x.verdict = 'passed' AND x.id = "
                   "(SELECT max(y.id) FROM validations y WHERE y.version_id = v.id)) ORDER BY v.id DESC", types=VTYPES)
     tainted: set[int] = set()
     for r in t.rows("SELECT blast_radius FROM purge_rules WHERE active = :t OR hard = :t", {"t": True},
                     types={"blast_radius": "json"}):
         tainted |= set((r["blast_radius"] or {}).get("affected_versions", []))
-    return [r for r in rows if r["id"] not in tainted and (before is None or r["id"] < before)]
+    rows = [r for r in rows if r["id"] not in tainted and (before is None or r["id"] < before)]
+    served = [r for r in rows if r["promoted_at"] is not None]
+    return served or rows
 
 
 def rollback(ctx: AppContext, *, to: int | None = None, last_good: bool = False, before: str | None = None,
@@ -90,7 +96,7 @@ def rollback(ctx: AppContext, *, to: int | None = None, last_good: bool = False,
     """Make an earlier version stable (aborting any canary) and, unless ``serving_only``, the
     training head, so that `resume` + `train` continue from it."""
     from lifelong_cli.ops.audit import parse_time
-    from lifelong_cli.store import deployment
+    from lifelong_cli.store import deployment, replicas
 
     if sum(x is not None and x is not False for x in (to, last_good or None, before)) != 1:
         raise UsageError("give exactly one of --to V, --last-good, --before TIME", hint="llctl rollback --last-good")
@@ -139,6 +145,10 @@ def rollback(ctx: AppContext, *, to: int | None = None, last_good: bool = False,
     args = {"to": to, "last_good": last_good, "before": before, "serving_only": serving_only}
     with audited(ctx, "rollback", args=args, reason=reason) as (t, entry):
         gen = deployment.update_locked(t, actor=ctx.actor, now=ctx.now(), **changes)
+        if dep["stable_version"] and dep["stable_version"] != v:
+            t.execute("UPDATE model_versions SET demoted_at = :now, demoted_reason = :why WHERE id = :old",
+                      {"now": ctx.now(), "why": f"rolled back to v{v}" + (f": {reason}" if reason else ""),
+                       "old": dep["stable_version"]})
         entry.detail = {"target": v, "previous_stable": dep["stable_version"], "canary_aborted": dep["canary_version"],
                         "generation": gen}
     msg = (f"serving was already on v{v}" if dep["stable_version"] == v
@@ -146,10 +156,10 @@ def rollback(ctx: AppContext, *, to: int | None = None, last_good: bool = False,
     if dep["canary_version"]:
         msg += f"; canary v{dep['canary_version']} aborted"
     msg += "" if serving_only else f"; training head is v{v}"
-    replicas = ctx.config.settings.serving.replicas
-    msg += "; no serving replicas configured to confirm it" if not replicas else ""
+    confirm = replicas.wait_for(ctx, gen)
+    msg += replicas.describe(confirm)
     return RollbackResult(v, dep["stable_version"], dep["canary_version"], v if not serving_only else dep["training_head"],
-                          serving_only, False, gen, message=msg,
+                          serving_only, False, gen, confirm=confirm, message=msg,
                           next="`llctl resume` then `llctl train` continues from there" if not serving_only
                           else "the training head is unchanged")
 
@@ -162,6 +172,7 @@ class FallbackResult(Result):
     source_version: int | None
     dry_run: bool
     generation: int | None
+    confirm: dict[str, Any] | None = None
     message: str = ""
     next: str = ""
 
@@ -169,13 +180,13 @@ class FallbackResult(Result):
 def fallback(ctx: AppContext, *, on: bool, strategy: str = "majority", reason: str | None = None,
              dry_run: bool = False) -> FallbackResult:
     """Serve from a simple, non-continuously-trained fallback (``on``) or stop doing so (``off``)."""
-    from lifelong_cli.store import deployment
+    from lifelong_cli.store import deployment, replicas
 
     with ctx.store.tx(write=False) as t:
         dep = deployment.get(t)
         if not on:
             if not dep["fallback_mode"]:
-                return FallbackResult(False, False, None, None, dry_run, None, "fallback was already off; nothing changed")
+                return FallbackResult(False, False, None, None, dry_run, None, message="fallback was already off; nothing changed")
         else:
             source = dep["stable_version"] or dep["training_head"]
             if strategy.startswith("version:"):
@@ -206,19 +217,19 @@ def fallback(ctx: AppContext, *, on: bool, strategy: str = "majority", reason: s
                                  + (", and training.fallback_lookup_key was not set" if strategy == "lookup" else "") + ")",
                                  hint=f"use --strategy {choices}")
         if dep["fallback_mode"] and dep["fallback_strategy"] == strategy:
-            return FallbackResult(True, False, strategy, source, dry_run, None,
-                                  f"fallback was already on ({strategy}) since {dep['fallback_since']:%Y-%m-%d %H:%M:%S}Z; nothing changed")
+            return FallbackResult(True, False, strategy, source, dry_run, None, message=f"fallback was already on ({strategy}) since {dep['fallback_since']:%Y-%m-%d %H:%M:%S}Z; nothing changed")
     if dry_run:
-        return FallbackResult(on, False, strategy if on else None, source if on else None, True, None,
-                              f"dry run: would turn fallback {'on (' + strategy + ')' if on else 'off'}")
+        return FallbackResult(on, False, strategy if on else None, source if on else None, True, None, message=f"dry run: would turn fallback {'on (' + strategy + ')' if on else 'off'}")
     changes = ({"fallback_mode": True, "fallback_strategy": strategy, "fallback_since": ctx.now()} if on
                else {"fallback_mode": False, "fallback_strategy": None, "fallback_since": None})
     with audited(ctx, "fallback", args={"on": on, "strategy": strategy if on else None}, reason=reason) as (t, entry):
         gen = deployment.update_locked(t, actor=ctx.actor, now=ctx.now(), **changes)
         entry.detail = {"on": on, "strategy": strategy if on else None, "generation": gen}
-    note = "" if ctx.config.settings.serving.replicas else "; no serving replicas configured to confirm it"
+    confirm = replicas.wait_for(ctx, gen)
+    note = replicas.describe(confirm)
     if on:
-        return FallbackResult(True, True, strategy, source, False, gen,
+        return FallbackResult(True, True, strategy, source, False, gen, confirm,
                               f"fallback ON: serving answers from the {strategy} fallback of v{source}{note}",
                               "`llctl fallback off` once a good version is stable")
-    return FallbackResult(False, True, None, None, False, gen, f"fallback OFF: serving answers from the models again{note}")
+    return FallbackResult(False, True, None, None, False, gen, confirm,
+                          f"fallback OFF: serving answers from the models again{note}")

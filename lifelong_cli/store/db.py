@@ -22,7 +22,7 @@ from lifelong_cli.store.sql import Tx
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
-HEAD_REVISION = "0001"  # the newest migration; a test keeps it equal to Alembic's head
+HEAD_REVISION = "0002"  # the newest migration; a test keeps it equal to Alembic's head
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
                    "PRAGMA foreign_keys=ON", "PRAGMA synchronous=NORMAL")

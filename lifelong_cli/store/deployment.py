@@ -9,9 +9,11 @@ from typing import Any
 from lifelong_cli.errors import GenerationConflictError
 from lifelong_cli.store.sql import Tx
 
-TYPES = {"canary_started_at": "ts", "fallback_since": "ts", "updated_at": "ts", "fallback_mode": "bool"}
+TYPES = {"canary_started_at": "ts", "fallback_since": "ts", "updated_at": "ts", "fallback_mode": "bool",
+         "canary_step_started_at": "ts", "canary_analysis": "json"}
 _COLS = ("id, stable_version, canary_version, canary_share, canary_step, canary_state, canary_started_at, "
-         "fallback_mode, fallback_strategy, fallback_since, training_head, generation, updated_at, updated_by")
+         "fallback_mode, fallback_strategy, fallback_since, training_head, generation, updated_at, updated_by, "
+         "canary_step_started_at, canary_analysis")
 
 
 def get(t: Tx, *, lock: bool = False) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -26,6 +27,9 @@ from sqlalchemy.types import TypeDecorator
 from lifelong_cli.store.db import HEAD_REVISION  # noqa: F401  (re-exported)
 
 metadata = MetaData()
+
+# Row ids of the high-volume tables: 64-bit on PostgreSQL; SQLite's INTEGER PRIMARY KEY already is.
+BigId = BigInteger().with_variant(Integer, "sqlite")
 
 
 class UTCDateTime(TypeDecorator):
@@ -63,6 +67,12 @@ model_versions = Table(
     Column("metrics", JSON, nullable=False, default=dict),
     Column("artifacts", JSON, nullable=False, default=dict),
     Column("registry_ref", String(500), nullable=True),
+    Column("pushed_at", UTCDateTime, nullable=True),
+    Column("pushed_by", String(200), nullable=True),
+    Column("push_forced", Boolean, nullable=True),
+    Column("promoted_at", UTCDateTime, nullable=True),
+    Column("demoted_at", UTCDateTime, nullable=True),
+    Column("demoted_reason", Text, nullable=True),
 )
 
 validations = Table(
@@ -93,6 +103,8 @@ deployment = Table(
     Column("generation", Integer, nullable=False, default=0),
     Column("updated_at", UTCDateTime, nullable=True),
     Column("updated_by", String(200), nullable=True),
+    Column("canary_step_started_at", UTCDateTime, nullable=True),
+    Column("canary_analysis", JSON, nullable=True),
 )
 
 training_control = Table(
@@ -194,4 +206,50 @@ audit_log = Table(
     Column("outcome", String(20), nullable=False),
     Column("detail", JSON, nullable=False, default=dict),
     Column("incident_id", Integer, ForeignKey("incidents.id"), nullable=True, index=True),
+)
+
+
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("url", Text, nullable=True),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("generation", Integer, nullable=True),
+    Column("stable_version", Integer, nullable=True),
+    Column("canary_version", Integer, nullable=True),
+    Column("fallback_mode", Boolean, nullable=True),
+    Column("detail", JSON, nullable=True),
+)
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("ts", UTCDateTime, nullable=False, index=True),
+    Column("request_id", String(80), nullable=False, index=True),
+    Column("replica", String(200), nullable=False),
+    Column("version", Integer, nullable=True),
+    Column("variant", String(12), nullable=False),
+    Column("n_rows", Integer, nullable=False),
+    Column("keys", JSON, nullable=True),
+    Column("output", JSON, nullable=True),
+    Column("latency_ms", Float, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("error", Text, nullable=True),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("ts", UTCDateTime, nullable=False),
+    Column("request_id", String(80), nullable=False, index=True),
+    Column("row_index", Integer, nullable=False),
+    Column("label", Text, nullable=True),
+    Column("replica", String(200), nullable=False),
 )

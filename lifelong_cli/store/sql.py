@@ -82,6 +82,15 @@ class Tx:
         return self.execute(sql, values).lastrowid
 
 
+    def insert_many(self, table: str, rows: list[Mapping[str, Any]]) -> None:
+        """One statement, many rows (the prediction log's batched writes)."""
+        if not rows:
+            return
+        cols = list(rows[0])
+        sql = self._sql(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)})")
+        self.raw.cursor().executemany(sql, [{k: self._param(v) for k, v in r.items()} for r in rows])
+
+
 def decode(row: dict[str, Any], types: Mapping[str, str]) -> dict[str, Any]:
     """Convert stored values back: 'ts' (aware UTC datetime), 'bool', 'json'."""
     for k, kind in types.items():

@@ -1,0 +1,167 @@
+"""Canary analysis: canary against stable on the prediction log and feedback since the canary began.
+
+Each figure has a minimum sample count and a one-sided two-sample test; it *fails* only when the
+difference is both larger than its configured margin and significant at ``canary.alpha``:
+
+- error rate: share of requests that failed (Fisher's exact test);
+- p95 latency: ratio of p95s (Mann-Whitney U on the latencies);
+- prediction distribution: total-variation distance between predicted classes (chi-square), or the
+  KS distance between predicted values for a regression model;
+- labelled accuracy (once ``canary.min_labelled`` feedback labels arrived on each side): the drop
+  (Fisher's exact test on right/wrong counts); for regression, mean absolute error (Mann-Whitney U).
+
+Verdict: ``fail`` if any figure fails; else ``inconclusive`` while either side has fewer than
+``canary.min_requests`` requests, the step is younger than ``canary.min_step_seconds``, or the
+canary has fewer than ``min_requests`` requests at the current step; else ``pass``. Missing
+feedback never blocks a step (it is reported as waiting)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+
+def _load(t, dep: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    rows = t.rows("SELECT variant, ts, latency_ms, ok, output FROM predictions WHERE ts >= :since "
+                  "AND ((variant = 'stable' AND version = :s) OR (variant = 'canary' AND version = :c))",
+                  {"since": dep["canary_started_at"], "s": dep["stable_version"], "c": dep["canary_version"]},
+                  types={"ok": "bool", "output": "json", "ts": "ts"})
+    labelled = t.rows("SELECT p.variant, p.output, f.row_index, f.label FROM predictions p JOIN feedback f "
+                      "ON f.request_id = p.request_id WHERE p.ts >= :since AND p.ok = :t AND "
+                      "((p.variant = 'stable' AND p.version = :s) OR (p.variant = 'canary' AND p.version = :c))",
+                      {"since": dep["canary_started_at"], "s": dep["stable_version"], "c": dep["canary_version"],
+                       "t": True}, types={"output": "json"})
+    arms: dict[str, dict[str, Any]] = {}
+    for arm in ("stable", "canary"):
+        mine = [r for r in rows if r["variant"] == arm]
+        arms[arm] = {
+            "requests": len(mine),
+            "errors": sum(not r["ok"] for r in mine),
+            "latency_ms": np.array([r["latency_ms"] for r in mine if r["ok"]], dtype=float),
+            "outputs": [o for r in mine if r["ok"] and r["output"] for o in r["output"]],
+            "at_step": sum(r["ts"] >= dep["canary_step_started_at"] for r in mine) if dep["canary_step_started_at"] else 0,
+        }
+    return arms, labelled
+
+
+def _figure(name: str, status: str, **data: Any) -> dict[str, Any]:
+    return {"name": name, "status": status, **data}
+
+
+def _json_float(x: float | None) -> float | None:
+    return None if x is None or not np.isfinite(x) else round(float(x), 6)
+
+
+def analyse(t, dep: dict[str, Any], settings: Any, now: datetime, task: str) -> dict[str, Any]:
+    from scipy.stats import chi2_contingency, fisher_exact, ks_2samp, mannwhitneyu
+
+    c = settings.canary
+    arms, labelled = _load(t, dep)
+    s, k = arms["stable"], arms["canary"]
+    enough = s["requests"] >= c.min_requests and k["requests"] >= c.min_requests
+    figures = []
+
+    # Error rate.
+    s_rate = s["errors"] / s["requests"] if s["requests"] else None
+    k_rate = k["errors"] / k["requests"] if k["requests"] else None
+    if not enough:
+        figures.append(_figure("error_rate", "waiting", stable=s_rate, canary=k_rate, p_value=None,
+                               threshold=f"+{c.max_error_rate_increase:g}"))
+    else:
+        p = fisher_exact([[k["errors"], k["requests"] - k["errors"]], [s["errors"], s["requests"] - s["errors"]]],
+                         alternative="greater").pvalue
+        bad = k_rate - s_rate > c.max_error_rate_increase and p < c.alpha
+        figures.append(_figure("error_rate", "fail" if bad else "pass", stable=_json_float(s_rate), canary=_json_float(k_rate),
+                               p_value=_json_float(p), threshold=f"+{c.max_error_rate_increase:g}"))
+
+    # p95 latency.
+    if not enough or len(s["latency_ms"]) < c.min_requests or len(k["latency_ms"]) < c.min_requests:
+        figures.append(_figure("p95_latency_ms", "waiting", stable=None, canary=None, ratio=None, p_value=None,
+                               threshold=f"x{c.max_latency_ratio:g}"))
+    else:
+        sp, kp = float(np.percentile(s["latency_ms"], 95)), float(np.percentile(k["latency_ms"], 95))
+        ratio = kp / sp if sp > 0 else float("inf")
+        p = mannwhitneyu(k["latency_ms"], s["latency_ms"], alternative="greater").pvalue
+        bad = ratio > c.max_latency_ratio and p < c.alpha
+        figures.append(_figure("p95_latency_ms", "fail" if bad else "pass", stable=round(sp, 3), canary=round(kp, 3),
+                               ratio=_json_float(ratio), p_value=_json_float(p), threshold=f"x{c.max_latency_ratio:g}"))
+
+    # Prediction distribution.
+    if not enough or not s["outputs"] or not k["outputs"]:
+        figures.append(_figure("prediction_shift", "waiting", distance=None, p_value=None,
+                               threshold=c.max_prediction_shift))
+    elif task == "classification":
+        classes = sorted({str(o) for o in s["outputs"]} | {str(o) for o in k["outputs"]})
+        sc = np.array([sum(str(o) == x for o in s["outputs"]) for x in classes], dtype=float)
+        kc = np.array([sum(str(o) == x for o in k["outputs"]) for x in classes], dtype=float)
+        dist = 0.5 * float(np.abs(sc / sc.sum() - kc / kc.sum()).sum())
+        p = 1.0 if len(classes) < 2 else float(chi2_contingency(np.vstack([sc, kc])).pvalue)
+        bad = dist > c.max_prediction_shift and p < c.alpha
+        figures.append(_figure("prediction_shift", "fail" if bad else "pass", distance=round(dist, 4),
+                               p_value=_json_float(p), threshold=c.max_prediction_shift,
+                               stable_classes=dict(zip(classes, sc.astype(int).tolist(), strict=True)),
+                               canary_classes=dict(zip(classes, kc.astype(int).tolist(), strict=True))))
+    else:
+        res = ks_2samp(np.asarray(k["outputs"], float), np.asarray(s["outputs"], float))
+        bad = res.statistic > c.max_prediction_shift and res.pvalue < c.alpha
+        figures.append(_figure("prediction_shift", "fail" if bad else "pass", distance=round(float(res.statistic), 4),
+                               p_value=_json_float(res.pvalue), threshold=c.max_prediction_shift))
+
+    # Labelled outcome from feedback.
+    per_arm: dict[str, list[tuple[Any, Any]]] = {"stable": [], "canary": []}
+    for r in labelled:
+        out = r["output"] or []
+        if r["label"] is not None and 0 <= r["row_index"] < len(out):
+            per_arm[r["variant"]].append((out[r["row_index"]], r["label"]))
+    ns, nk = len(per_arm["stable"]), len(per_arm["canary"])
+    if ns < c.min_labelled or nk < c.min_labelled:
+        figures.append(_figure("labelled_accuracy" if task == "classification" else "labelled_mae", "waiting",
+                               stable_labelled=ns, canary_labelled=nk, needed=c.min_labelled,
+                               threshold=c.max_accuracy_drop))
+    elif task == "classification":
+        sr = sum(str(p) == str(y) for p, y in per_arm["stable"])
+        kr = sum(str(p) == str(y) for p, y in per_arm["canary"])
+        sa, ka = sr / ns, kr / nk
+        p = fisher_exact([[nk - kr, kr], [ns - sr, sr]], alternative="greater").pvalue
+        bad = sa - ka > c.max_accuracy_drop and p < c.alpha
+        figures.append(_figure("labelled_accuracy", "fail" if bad else "pass", stable=round(sa, 4), canary=round(ka, 4),
+                               stable_labelled=ns, canary_labelled=nk, p_value=_json_float(p),
+                               threshold=f"-{c.max_accuracy_drop:g}"))
+    else:
+        def errs(pairs):
+            out = []
+            for p_, y in pairs:
+                try:
+                    out.append(abs(float(p_) - float(y)))
+                except (TypeError, ValueError):
+                    continue
+            return np.asarray(out, float)
+
+        se, ke = errs(per_arm["stable"]), errs(per_arm["canary"])
+        smae, kmae = float(se.mean()), float(ke.mean())
+        p = mannwhitneyu(ke, se, alternative="greater").pvalue
+        bad = kmae > smae * (1 + c.max_accuracy_drop) and p < c.alpha
+        figures.append(_figure("labelled_mae", "fail" if bad else "pass", stable=round(smae, 6), canary=round(kmae, 6),
+                               stable_labelled=ns, canary_labelled=nk, p_value=_json_float(p),
+                               threshold=f"x{1 + c.max_accuracy_drop:g}"))
+
+    failed = [f["name"] for f in figures if f["status"] == "fail"]
+    step_age = (now - dep["canary_step_started_at"]).total_seconds() if dep["canary_step_started_at"] else 0.0
+    waiting_for = []
+    if s["requests"] < c.min_requests:
+        waiting_for.append(f"stable has {s['requests']} of {c.min_requests} requests")
+    if k["requests"] < c.min_requests:
+        waiting_for.append(f"canary has {k['requests']} of {c.min_requests} requests")
+    elif k["at_step"] < c.min_requests:
+        waiting_for.append(f"canary has {k['at_step']} of {c.min_requests} requests at this step")
+    if step_age < c.min_step_seconds:
+        waiting_for.append(f"the step is {step_age:.0f} s old, steps last at least {c.min_step_seconds:g} s")
+    verdict = "fail" if failed else ("inconclusive" if waiting_for else "pass")
+    return json.loads(json.dumps({
+        "verdict": verdict, "failed": failed, "waiting_for": waiting_for, "at": now.isoformat().replace("+00:00", "Z"),
+        "share": dep["canary_share"], "step_age_seconds": round(step_age, 1),
+        "requests": {"stable": s["requests"], "canary": k["requests"], "canary_at_step": k["at_step"]},
+        "figures": figures}, default=float))

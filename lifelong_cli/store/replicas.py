@@ -1,0 +1,50 @@
+"""Serving replicas as the store sees them: each `llctl serve` process reports what it serves and
+the deployment generation it has applied. Changes to the deployment row wait here until every live
+replica has confirmed them (fast door: no HTTP client, no SQLAlchemy)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from lifelong_cli.store.sql import Tx
+
+TYPES = {"started_at": "ts", "heartbeat_at": "ts", "fallback_mode": "bool", "detail": "json"}
+
+
+def live(t: Tx, *, now: datetime, ttl_seconds: float) -> list[dict[str, Any]]:
+    """Replicas that reported within ``ttl_seconds`` and have not shut down."""
+    return t.rows("SELECT id, url, host, pid, started_at, heartbeat_at, status, generation, stable_version, "
+                  "canary_version, fallback_mode, detail FROM replicas WHERE heartbeat_at >= :since "
+                  "AND status <> 'stopped' ORDER BY id", {"since": now - timedelta(seconds=ttl_seconds)}, types=TYPES)
+
+
+def wait_for(ctx: Any, generation: int) -> dict[str, Any]:
+    """Poll until every live replica has applied ``generation`` (or the timeout passes).
+
+    Returns {"replicas": n, "confirmed": [ids], "unconfirmed": [ids], "seconds": s} — seconds from
+    the call until the last confirmation (or the timeout)."""
+    s = ctx.config.settings.serving
+    t0 = time.monotonic()
+    while True:
+        with ctx.store.tx(write=False) as t:
+            rows = live(t, now=ctx.now(), ttl_seconds=s.replica_ttl_seconds)
+        done = [r["id"] for r in rows if (r["generation"] or -1) >= generation]
+        waiting = [r["id"] for r in rows if (r["generation"] or -1) < generation]
+        elapsed = time.monotonic() - t0
+        if not waiting or elapsed >= s.confirm_timeout_seconds:
+            return {"replicas": len(rows), "confirmed": done, "unconfirmed": waiting, "seconds": round(elapsed, 3)}
+        time.sleep(0.02)
+
+
+def describe(confirm: dict[str, Any] | None) -> str:
+    """One clause for a verb's message."""
+    if confirm is None:
+        return ""
+    if not confirm["replicas"]:
+        return "; no live serving replica to confirm it"
+    if confirm["unconfirmed"]:
+        return (f"; {len(confirm['confirmed'])} of {confirm['replicas']} replica(s) confirmed within "
+                f"{confirm['seconds']:.1f} s, NOT yet: {', '.join(confirm['unconfirmed'])}")
+    return f"; all {confirm['replicas']} live replica(s) confirmed in {confirm['seconds']:.2f} s"
