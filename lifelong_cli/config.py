@@ -160,7 +160,6 @@ class CanarySettings(_Section):
     max_latency_ratio: float = Field(2.0, ge=1.0)
     max_accuracy_drop: float = Field(0.05, ge=0.0)
     max_prediction_shift: float = Field(0.25, ge=0.0, le=1.0)
-    max_hold_minutes: float = Field(60.0, gt=0.0)
 
     @field_validator("steps")
     @classmethod
@@ -168,6 +167,33 @@ class CanarySettings(_Section):
         if not v or any(not 0 < s <= 100 for s in v) or any(b <= a for a, b in zip(v, v[1:], strict=False)) or v[-1] != 100:
             raise ValueError("steps must rise strictly, each in (0, 100], and end at 100")
         return v
+
+
+SloAction = Literal["none", "open-incident", "fallback-on", "rollback-last-good", "stop-training", "canary-abort"]
+SLO_POLICIES = ("staleness", "fallback", "golden", "drift", "canary_hold", "stopped")
+
+
+class SloActions(_Section):
+    staleness: SloAction = "open-incident"
+    fallback: SloAction = "open-incident"
+    golden: SloAction = "rollback-last-good"
+    drift: SloAction = "open-incident"
+    canary_hold: SloAction = "canary-abort"
+    stopped: SloAction = "open-incident"
+
+
+class SloSettings(_Section):
+    max_staleness_hours: float = Field(48.0, gt=0.0)
+    max_fallback_minutes: float = Field(60.0, gt=0.0)
+    golden_floor: dict[str, float] = Field(default_factory=lambda: {"accuracy": 0.6})
+    max_drifted_batches: int = Field(3, ge=1)
+    max_canary_hold_minutes: float = Field(60.0, gt=0.0)
+    max_stopped_hours: float = Field(4.0, gt=0.0)
+    actions: SloActions = SloActions()
+
+
+class IncidentSettings(_Section):
+    playbooks_dir: str | None = None
 
 
 class Settings(_Section):
@@ -180,6 +206,8 @@ class Settings(_Section):
     validation: ValidationSettings = ValidationSettings()
     serving: ServingSettings = ServingSettings()
     canary: CanarySettings = CanarySettings()
+    slo: SloSettings = SloSettings()
+    incident: IncidentSettings = IncidentSettings()
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from lifelong_cli import __version__
-from lifelong_cli.cli import control, data, release, status, train, workspace
+from lifelong_cli.cli import control, data, incident, release, status, train, workspace
 from lifelong_cli.context import AppContext
 from lifelong_cli.errors import EXIT_CODES, INTERRUPTED, USAGE
 
@@ -64,6 +64,7 @@ app.command("resume")(control.resume)
 app.command("rollback")(control.rollback)
 app.add_typer(control.fallback_app, name="fallback")
 app.command("init")(workspace.init)
+app.command("demo")(workspace.demo)
 app.command("ingest")(data.ingest)
 app.add_typer(data.quarantine_app, name="quarantine")
 app.command("drift")(data.drift)
@@ -75,6 +76,9 @@ app.command("validate")(train.validate)
 app.command("push")(release.push)
 app.add_typer(release.canary_app, name="canary")
 app.command("serve")(release.serve)
+app.add_typer(incident.incident_app, name="incident")
+app.add_typer(incident.playbook_app, name="playbook")
+app.command("check")(incident.check)
 app.add_typer(workspace.config_app, name="config")
 app.add_typer(workspace.db_app, name="db")
 app.add_typer(workspace.registry_app, name="registry")

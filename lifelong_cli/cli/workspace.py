@@ -78,3 +78,40 @@ def db_upgrade(tctx: typer.Context, dry_run: DryRunOpt = False, json_out: JsonOp
 
     ctx = app_ctx(tctx, json_out=json_out)
     run(ctx, lambda: op(ctx, dry_run=dry_run), lambda c, r: c.say(r.message))
+
+
+def demo(
+    tctx: typer.Context,
+    workdir: Annotated[str | None, typer.Option("--workdir", help="Run in this new or empty directory (kept).")] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the temporary workspace afterwards.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """The whole story in about two minutes: a stream with delayed labels, versions trained,
+    validated and promoted through canaries under simulated traffic, then a broken upstream,
+    its detection, the bad-data playbook, recovery, and a postmortem draft."""
+    from lifelong_cli.ops.demo import demo as op
+
+    ctx = app_ctx(tctx, json_out=json_out)
+
+    def render(ctx, r) -> None:
+        from rich.table import Table
+
+        def num(x, fmt="{:.3f}"):
+            return "—" if x is None else fmt.format(x)
+
+        t = Table(title="llctl demo", show_header=False)
+        for k, v in [("time to detect", num(r.time_to_detect_s, "{:.1f} s")),
+                     ("time to mitigate", num(r.time_to_mitigate_s, "{:.1f} s")),
+                     ("golden accuracy before", num(r.golden_before)),
+                     ("golden accuracy, worst served", num(r.golden_worst_served)),
+                     ("golden accuracy after recovery", num(r.golden_after)),
+                     ("requests served / failed", f"{r.requests} / {r.requests_failed}"),
+                     ("rows purged", str(r.rows_purged)),
+                     ("incident report", r.report or "—"),
+                     ("workspace", r.workdir + ("" if r.kept else " (removed; --keep keeps it)")),
+                     ("wall time", f"{r.seconds:.0f} s")]:
+            t.add_row(k, v)
+        ctx.out().print(t)
+        ctx.say(r.message)
+
+    run(ctx, lambda: op(workdir=workdir, keep=keep, progress=ctx.warn), render)

@@ -3,6 +3,8 @@
 Matches the schema in config.example.yaml: a binary label from a noisy linear rule over x1, x2,
 with x3 sometimes missing and a categorical segment. ``broken=True`` mimics a broken upstream:
 x1 arrives in the wrong unit (x100) and a share of rows carry text in a numeric column.
+``flip=True`` mimics a labelling pipeline gone wrong: every label is inverted. ``split_labels``
+turns a batch into examples without labels and the labels that arrive later.
 
     python -m lifelong_cli.data.synthetic OUT_DIR [--batches 3] [--rows 2000]
 """
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 
-def batch_table(start: int, rows: int, *, day: int, seed: int, broken: bool = False):
+def batch_table(start: int, rows: int, *, day: int, seed: int, broken: bool = False, flip: bool = False):
     import pyarrow as pa
 
     rng = np.random.default_rng(seed)
@@ -23,7 +25,8 @@ def batch_table(start: int, rows: int, *, day: int, seed: int, broken: bool = Fa
     x2 = rng.normal(0, 1, rows)
     x3 = rng.normal(0, 1, rows)
     seg = rng.choice(["a", "b", "c"], rows)
-    label = ((x1 + 0.5 * x2 + rng.normal(0, 0.5, rows)) > 0).astype(int).astype(str)
+    positive = (x1 + 0.5 * x2 + rng.normal(0, 0.5, rows)) > 0
+    label = (positive != flip).astype(int).astype(str)
     x1_out = (x1 * 100 if broken else x1).round(5).astype(str).astype(object)
     if broken:
         x1_out[rng.random(rows) < 0.05] = "n/a"
@@ -34,6 +37,11 @@ def batch_table(start: int, rows: int, *, day: int, seed: int, broken: bool = Fa
         "example_id": [f"ex-{start + i}" for i in range(rows)], "event_time": times, "label": label,
         "x1": x1_out, "x2": x2.round(5).astype(str), "x3": x3_out, "segment": seg,
     })
+
+
+def split_labels(table):
+    """(examples without the label, labels: key + event time + label) — labels arrive later."""
+    return table.drop_columns(["label"]), table.select(["example_id", "event_time", "label"])
 
 
 def main() -> None:

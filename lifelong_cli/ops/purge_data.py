@@ -132,7 +132,7 @@ def purge_data(ctx: AppContext, *, reason: str, from_: str | None = None, to: st
     with audited(ctx, "purge-data", args=args, reason=reason, sa=True) as (conn, entry):
         res = conn.execute(purge_rules.insert().values(
             created_at=ctx.now(), created_by=ctx.actor, reason=reason, spec=spec, active=not hard, hard=hard,
-            rows_affected=rows_affected, blast_radius=jsonable(radius)))
+            rows_affected=rows_affected, blast_radius=jsonable({**radius, "batches": batches_affected})))
         rule_id = res.inserted_primary_key[0]
         for bid, path in new_paths.items():
             conn.execute(batches.update().where(batches.c.id == bid).values(segment_path=path))

@@ -253,3 +253,14 @@ feedback = Table(
     Column("label", Text, nullable=True),
     Column("replica", String(200), nullable=False),
 )
+
+slo_relaxations = Table(
+    "slo_relaxations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("policy", String(60), nullable=False),
+    Column("until", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+)

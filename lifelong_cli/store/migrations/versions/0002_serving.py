@@ -1,5 +1,5 @@
-"""Serving and release: replicas, the prediction log, feedback, push/promote marks on versions,
-the canary's current step and analysis.
+"""Serving, release and incident response: replicas, the prediction log, feedback, push/promote
+marks on versions, the canary's current step and analysis, SLO policies relaxed for a window.
 
 Revision ID: 0002
 Revises: 0001
@@ -67,10 +67,19 @@ def upgrade() -> None:
         sa.Column("replica", sa.String(200), nullable=False),
     )
     op.create_index("ix_feedback_request_id", "feedback", ["request_id"])
+    op.create_table(
+        "slo_relaxations",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("policy", sa.String(60), nullable=False),
+        sa.Column("until", UTCDateTime, nullable=False),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("created_by", sa.String(200), nullable=False),
+        sa.Column("reason", sa.Text, nullable=False),
+    )
 
 
 def downgrade() -> None:
-    for t in ("feedback", "predictions", "replicas"):
+    for t in ("slo_relaxations", "feedback", "predictions", "replicas"):
         op.drop_table(t)
     with op.batch_alter_table("deployment") as b:
         b.drop_column("canary_analysis")

@@ -1,0 +1,224 @@
+"""playbook list | show | lint | run.
+
+A run opens an incident (or joins the open one), runs each step's op, records every step with its
+result as an incident note (the ops audit themselves, linked to the incident), and stops at the
+first failure — a refused op or a failed check — unless the step says otherwise; `--from-step N`
+continues from there once the cause is fixed."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lifelong_cli.errors import CHECK_FAILED, DeclinedError, LlctlError, UsageError
+from lifelong_cli.ops._base import Result, jsonable
+
+if TYPE_CHECKING:
+    from lifelong_cli.context import AppContext
+
+
+@dataclass(frozen=True)
+class PlaybookInfo(Result):
+    name: str
+    description: str
+    when: str
+    path: str
+    params: list[dict[str, Any]]
+    steps: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class PlaybookList(Result):
+    playbooks: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class LintResult(Result):
+    ok: bool
+    checked: list[str]
+    problems: list[str]
+
+
+@dataclass(frozen=True)
+class RunResult(Result):
+    playbook: str
+    incident: int | None
+    dry_run: bool
+    params: dict[str, Any]
+    ok: bool
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    failed_step: int | None = None
+    resume_from: int | None = None  # the --from-step value that continues at the failed step
+    message: str = ""
+    next: str = ""
+    exit_code: int = 0
+
+
+def _info(pb) -> PlaybookInfo:
+    return PlaybookInfo(pb.name, pb.description, pb.when, str(pb.path),
+                        [{"name": p.name, "type": p.type, "default": p.default, "required": p.required, "help": p.help}
+                         for p in pb.params.values()],
+                        [{"n": s.n, "name": s.name, "run": s.run, "with": s.with_, "check": s.check, "confirm": s.confirm,
+                          "on_failure": s.on_failure, "recovery": s.recovery, "if": s.if_} for s in pb.steps])
+
+
+def list_playbooks(ctx: AppContext) -> PlaybookList:
+    from lifelong_cli.incident import playbook as pbk
+
+    out = []
+    for name, path in sorted(pbk.discover(ctx).items()):
+        try:
+            pb = pbk.load(path)
+            out.append({"name": name, "description": pb.description, "when": pb.when, "path": str(path), "ok": True})
+        except LlctlError as exc:
+            out.append({"name": name, "description": "", "when": "", "path": str(path), "ok": False, "error": exc.message})
+    return PlaybookList(out)
+
+
+def show(ctx: AppContext, *, name: str) -> PlaybookInfo:
+    from lifelong_cli.incident import playbook as pbk
+
+    return _info(pbk.find(ctx, name))
+
+
+def lint(ctx: AppContext, *, paths: list[str] | None = None) -> LintResult:
+    from pathlib import Path
+
+    from lifelong_cli.incident import playbook as pbk
+
+    files = [Path(p) for p in paths] if paths else list(pbk.discover(ctx).values())
+    problems, checked = [], []
+    for f in files:
+        checked.append(str(f))
+        if not f.is_file():
+            problems.append(f"{f}: no such file")
+            continue
+        try:
+            pbk.load(f)
+        except LlctlError as exc:
+            problems.append(exc.message)
+    return LintResult(not problems, checked, problems)
+
+
+def _status(ctx: AppContext) -> dict[str, Any]:
+    from lifelong_cli.ops.status import status
+
+    return status(ctx).to_dict()
+
+
+def run(ctx: AppContext, *, name: str, params: dict[str, str] | None = None, dry_run: bool = False, yes: bool = False,
+        from_step: int = 1, title: str | None = None, severity: str = "sev2",
+        progress: Callable[[str], None] | None = None) -> RunResult:
+    from lifelong_cli.incident import playbook as pbk
+    from lifelong_cli.ops import incident as inc_ops
+
+    say = progress or (lambda _m: None)
+    pb = pbk.find(ctx, name)
+    values = pbk.resolve_params(pb, params or {})
+    main = pb.main_steps
+    if not 1 <= from_step <= len(main):
+        raise UsageError(f"--from-step {from_step}: playbook {name} has steps 1 to {len(main)}")
+    if dry_run:
+        plan = []
+        for s in main:
+            plan.append({"n": s.n, "name": s.name, "run": s.run, "with": s.with_, "check": s.check, "if": s.if_,
+                         "confirm": s.confirm, "on_failure": s.on_failure,
+                         "skipped": s.n < main[from_step - 1].n})
+        return RunResult(name, None, True, jsonable(values), True, plan,
+                         message=f"dry run: playbook {name}, {len(main)} step(s) from step {from_step}; nothing changed",
+                         next=f"llctl playbook run {name} " + " ".join(f"--param {k}={v}" for k, v in (params or {}).items()))
+    opened = inc_ops.open_incident(ctx, title=title or f"playbook {name}", severity=severity, join=True)
+    iid = opened.incident["id"]
+    inc_ops.note(ctx, incident_id=iid, text=f"playbook {name} started (params {values}, from step {from_step})")
+    say(f"incident {iid}: {opened.message}")
+    scope: dict[str, Any] = {"params": values, "steps": {}, "incident": iid}
+    records: list[dict[str, Any]] = []
+    by_name = {s.name: s for s in pb.steps}
+
+    def run_step(s, *, recovery_of: str | None = None) -> tuple[bool, int]:
+        """Run one step; returns (ok, exit code on failure)."""
+        label = f"step {s.n} ({s.name}: {s.run})" + (f", recovery for {recovery_of}" if recovery_of else "")
+        rec: dict[str, Any] = {"n": s.n, "name": s.name, "run": s.run}
+        records.append(rec)
+        if s.if_:
+            scope["status"] = _status(ctx)
+            ok, why = pbk.holds(s.if_, scope)
+            if not ok:
+                rec.update(status="skipped", message=f"condition not met: {why}")
+                say(f"{label}: skipped ({why})")
+                return True, 0
+        try:
+            args = pbk.call_args(s, scope, name)
+        except KeyError as exc:
+            rec.update(status="failed", message=f"cannot resolve {exc.args[0]} (was the step that sets it skipped?)")
+            say(f"{label}: FAILED — {rec['message']}")
+            return False, 2
+        rec["args"] = jsonable(args)
+        if s.confirm and not yes:
+            if not sys.stdin.isatty():
+                rec.update(status="declined", message="needs confirmation; not on a terminal and no --yes")
+                raise DeclinedError(f"step {s.n} ({s.name}) needs confirmation: {s.confirm}",
+                                    hint=f"re-run with --yes --from-step {s.n}")
+            import typer
+
+            if not typer.confirm(f"{s.confirm} [{s.run} {args}]", default=False, err=True):
+                rec.update(status="declined", message="declined at the prompt")
+                raise DeclinedError(f"step {s.n} ({s.name}) declined; stopped", hint=f"--from-step {s.n} continues")
+        say(f"{label} ...")
+        try:
+            if s.run == "canary-watch" and "progress" not in args:
+                result = pbk.VERBS[s.run](ctx, progress=say, **args)
+            else:
+                result = pbk.VERBS[s.run](ctx, **args)
+        except LlctlError as exc:
+            rec.update(status="failed", message=exc.message, exit_code=exc.exit_code)
+            say(f"{label}: FAILED — {exc.message}")
+            inc_ops.note(ctx, incident_id=iid, text=f"playbook {name} {label}: FAILED — {exc.message}")
+            return False, exc.exit_code
+        doc = result.to_dict()
+        scope["steps"][s.name] = {"result": doc}
+        scope["result"] = doc
+        message = doc.get("message") or f"{s.run} done"
+        code = doc.get("exit_code", 0) if isinstance(doc.get("exit_code"), int) else 0
+        if s.check or code:
+            scope["status"] = _status(ctx)
+            ok, why = pbk.holds(s.check, scope) if s.check else (False, f"{s.run} exited {code}")
+            if not ok:
+                rec.update(status="check-failed", message=f"{message}; check failed: {why}", result=doc)
+                say(f"{label}: CHECK FAILED — {why}")
+                inc_ops.note(ctx, incident_id=iid, text=f"playbook {name} {label}: check failed — {why}")
+                return False, code or CHECK_FAILED
+        rec.update(status="ok", message=message, result=doc)
+        say(f"{label}: {message}")
+        inc_ops.note(ctx, incident_id=iid, text=f"playbook {name} {label}: {message}")
+        return True, 0
+
+    failed_step, code = None, 0
+    for s in main:
+        if s.n < main[from_step - 1].n:
+            records.append({"n": s.n, "name": s.name, "run": s.run, "status": "skipped", "message": "before --from-step"})
+            continue
+        ok, code = run_step(s)
+        if ok:
+            continue
+        if s.on_failure == "continue":
+            continue
+        if s.on_failure != "stop":
+            rok, _ = run_step(by_name[s.on_failure], recovery_of=s.name)
+            records[-1]["recovery"] = True
+        failed_step = s.n
+        break
+    if failed_step is None:
+        inc_ops.note(ctx, incident_id=iid, text=f"playbook {name} finished: every step ok")
+        return RunResult(name, iid, False, jsonable(values), True, jsonable(records),
+                         message=f"playbook {name} finished: {sum(r['status'] == 'ok' for r in records)} step(s) ok; "
+                         f"incident {iid} is still open", next=f"`llctl incident close {iid} --summary ...` then "
+                         f"`llctl incident report {iid}`")
+    idx = [s.n for s in main].index(failed_step) + 1
+    return RunResult(name, iid, False, jsonable(values), False, jsonable(records), failed_step, idx,
+                     message=f"playbook {name} stopped at step {idx} ({main[idx - 1].name}): "
+                     f"{next(r['message'] for r in records if r['n'] == failed_step)}",
+                     next=f"fix the cause, then `llctl playbook run {name} --from-step {idx}` (same --param values)",
+                     exit_code=code or CHECK_FAILED)
