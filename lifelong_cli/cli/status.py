@@ -64,6 +64,14 @@ def _status_table(r):
     tbl.add_column()
     canary = f"v{s['canary_version']} at {s['canary_share']:.0%} ({s['canary_state']})" if s["canary_version"] else "none"
     tbl.add_row("serving", f"stable {('v' + str(s['stable_version'])) if s['stable_version'] else 'none'} · canary {canary} · generation {s['generation']}")
+    reps = s.get("replicas") or []
+    tbl.add_row("replicas", ", ".join(f"{r['url'] or r['id']} gen {r['generation']}" + ("" if r["in_sync"] else " [red]behind[/red]")
+                                      + (f" [red]{r['status']}[/red]" if r["status"] != "serving" else "") for r in reps)
+                or "none live")
+    if s["canary_version"] and s.get("canary_analysis"):
+        a = s["canary_analysis"]
+        tbl.add_row("canary analysis", f"{a['verdict']}" + (f": failed {', '.join(a['failed'])}" if a["failed"] else "")
+                    + (f": waiting — {'; '.join(a['waiting_for'])}" if a["waiting_for"] else ""))
     tbl.add_row("fallback", f"[red]ON[/red] ({s['fallback_strategy']}) since {when(s['fallback_since'])}" if s["fallback"] else "off")
     if t["stopped"]:
         tr = f"[red]STOPPED[/red] by {t['stopped_by']} at {when(t['stopped_at'])}: {t['stop_reason']}"

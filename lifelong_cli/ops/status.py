@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lifelong_cli.ops._base import Result, jsonable
-from lifelong_cli.store import control, deployment
+from lifelong_cli.store import control, deployment, replicas
 
 if TYPE_CHECKING:
     from lifelong_cli.context import AppContext
@@ -46,6 +46,7 @@ def status(ctx: AppContext) -> StatusResult:
         active_rules = len(rule_specs)
         last_drift = t.row("SELECT id, drifted, drift, created_at FROM batches WHERE drifted IS NOT NULL "
                            "ORDER BY id DESC LIMIT 1", types={"drifted": "bool", "drift": "json", "created_at": "ts"})
+        live = replicas.live(t, now=now, ttl_seconds=ctx.config.settings.serving.replica_ttl_seconds)
         open_incidents = t.rows("SELECT id, title, severity, opened_at, opened_by FROM incidents "
                                 "WHERE status = 'open' ORDER BY id", types={"opened_at": "ts"})
 
@@ -61,6 +62,11 @@ def status(ctx: AppContext) -> StatusResult:
         "generation": dep["generation"],
         "updated_at": dep["updated_at"],
         "updated_by": dep["updated_by"],
+        "canary_analysis": ({k: (dep["canary_analysis"] or {}).get(k) for k in ("verdict", "failed", "waiting_for", "at")}
+                            if dep["canary_analysis"] else None),
+        "replicas": [{"id": r["id"], "url": r["url"], "status": r["status"], "generation": r["generation"],
+                      "in_sync": r["generation"] == dep["generation"], "problem": (r["detail"] or {}).get("problem")}
+                     for r in live],
     }
     training = {
         "stopped": ctl.stopped,
@@ -117,6 +123,9 @@ def _next_steps(serving, training, data, drift, open_incidents) -> list[str]:
         steps.append(f"a trainer ({training['stale_lease_holder']}) died holding the lease; the next `llctl train` takes it over")
     if drift.get("drifted") and not drift.get("purged"):
         steps.append(f"batch {drift['batch']} drifted: `llctl drift --batch {drift['batch']}`")
+    behind = [r["id"] for r in serving["replicas"] if not r["in_sync"] or r["status"] != "serving"]
+    if behind:
+        steps.append(f"replica(s) not serving generation {serving['generation']}: {', '.join(behind)} (see `llctl status --json`)")
     if open_incidents:
         steps.append(f"incident {open_incidents[-1]['id']} is open: `llctl incident show {open_incidents[-1]['id']}`")
     if data["batches"] == 0:
