@@ -36,6 +36,7 @@ def stop_training(
 def resume(
     tctx: typer.Context,
     reason: Annotated[str | None, typer.Option("--reason", "-r", help="Why (recorded in the audit log).")] = None,
+    roll_through: Annotated[bool, typer.Option("--roll-through", help="The shift is real: purge nothing, relax the drift SLO for 24 h.")] = False,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -53,7 +54,7 @@ def resume(
         if r.changed:
             ctx.say(f"next: {r.next}")
 
-    run(ctx, lambda: op(ctx, reason=reason, dry_run=dry_run), render)
+    run(ctx, lambda: op(ctx, reason=reason, dry_run=dry_run, roll_through=roll_through), render)
 
 
 fallback_app = typer.Typer(help="Serve from a simple fallback instead of the models (on | off).", no_args_is_help=True)

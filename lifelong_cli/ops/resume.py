@@ -26,8 +26,16 @@ class ResumeResult(Result):
     next: str
 
 
-def resume(ctx: AppContext, *, reason: str | None = None, dry_run: bool = False) -> ResumeResult:
-    """Lift the stop flag; the next ``train`` continues from the training head. Idempotent."""
+ROLL_THROUGH_HOURS = 24.0
+
+
+def resume(ctx: AppContext, *, reason: str | None = None, dry_run: bool = False,
+           roll_through: bool = False) -> ResumeResult:
+    """Lift the stop flag; the next ``train`` continues from the training head. Idempotent.
+
+    ``roll_through``: the data that caused the stop is real (an external event), not broken: nothing
+    is purged, and the persistent-drift SLO is relaxed for 24 hours so the shifted stream does not
+    page again while the model learns it (in the same transaction, audited)."""
     reason = (reason or "").strip() or None
     now = ctx.now()
     if dry_run:
@@ -38,15 +46,24 @@ def resume(ctx: AppContext, *, reason: str | None = None, dry_run: bool = False)
         return ResumeResult(False, True, None, None, before.stopped_by if before.stopped else None,
                             before.stopped_at if before.stopped else None,
                             before.stop_reason if before.stopped else None, msg, "")
-    with audited(ctx, "resume", args={"reason": reason}, reason=reason) as (conn, entry):
+    with audited(ctx, "resume", args={"reason": reason, "roll_through": roll_through}, reason=reason) as (conn, entry):
         before = control.get(conn)
         state, changed = control.resume(conn, actor=ctx.actor, reason=reason, now=now)
         entry.outcome = "ok" if changed else "noop"
+        if roll_through:
+            from datetime import timedelta
+
+            conn.insert("slo_relaxations", {"policy": "drift", "until": now + timedelta(hours=ROLL_THROUGH_HOURS),
+                                            "created_at": now, "created_by": ctx.actor,
+                                            "reason": f"resume --roll-through: {reason or 'external event'}"})
+            entry.detail = {"roll_through": True, "drift_relaxed_hours": ROLL_THROUGH_HOURS}
     if changed:
         message = (f"training resumed by {state.resumed_by} at {state.resumed_at:%Y-%m-%d %H:%M:%S}Z "
                    f"(had been stopped by {before.stopped_by}: {before.stop_reason})")
     else:
         message = "training was not stopped; nothing changed"
+    if roll_through:
+        message += f"; rolling through: nothing purged, the drift SLO is relaxed for {ROLL_THROUGH_HOURS:g} h"
     return ResumeResult(
         changed=changed,
         dry_run=False,

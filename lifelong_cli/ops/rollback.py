@@ -145,10 +145,13 @@ def rollback(ctx: AppContext, *, to: int | None = None, last_good: bool = False,
     args = {"to": to, "last_good": last_good, "before": before, "serving_only": serving_only}
     with audited(ctx, "rollback", args=args, reason=reason) as (t, entry):
         gen = deployment.update_locked(t, actor=ctx.actor, now=ctx.now(), **changes)
-        if dep["stable_version"] and dep["stable_version"] != v:
+        if dep["stable_version"] and dep["stable_version"] > v:
+            # Rolled back from: no longer "served healthily", so never "last good" again by itself.
             t.execute("UPDATE model_versions SET demoted_at = :now, demoted_reason = :why WHERE id = :old",
                       {"now": ctx.now(), "why": f"rolled back to v{v}" + (f": {reason}" if reason else ""),
                        "old": dep["stable_version"]})
+        # Whoever names a version to serve vouches for it again.
+        t.execute("UPDATE model_versions SET demoted_at = NULL, demoted_reason = NULL WHERE id = :v", {"v": v})
         entry.detail = {"target": v, "previous_stable": dep["stable_version"], "canary_aborted": dep["canary_version"],
                         "generation": gen}
     msg = (f"serving was already on v{v}" if dep["stable_version"] == v

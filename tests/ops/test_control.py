@@ -71,3 +71,17 @@ def test_audit_filters_by_verb_actor_and_since(make_ctx):
     assert not audit(make_ctx(), since="2999-01-01").entries
     with pytest.raises(UsageError):
         audit(make_ctx(), since="yesterday-ish")
+
+
+def test_resume_roll_through_relaxes_the_drift_slo_and_purges_nothing(ctx):
+    from lifelong_cli.ops.check import evaluate
+
+    stop_training(ctx, reason="drift: holiday traffic")
+    r = resume(ctx, reason="it is the holiday sale", roll_through=True)
+    assert r.changed and "rolling through" in r.message
+    drift = next(p for p in evaluate(ctx) if p["policy"] == "drift")
+    assert drift["relaxed_until"] is not None
+    (e,) = audit(ctx, verb="resume").entries
+    assert e["args"]["roll_through"] is True and e["detail"]["drift_relaxed_hours"] == 24
+    with ctx.store.tx(write=False) as t:
+        assert t.scalar("SELECT count(*) FROM purge_rules") == 0

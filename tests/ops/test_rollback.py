@@ -101,3 +101,22 @@ def test_cli_rollback_json_and_exit_codes(three, workspace, cli_env):
     assert r.code == 0 and r.json()["target"] == 1
     assert run_cli(["rollback", "--to", "42"], cwd=workspace, env=cli_env).code == 4
     assert run_cli(["rollback"], cwd=workspace, env=cli_env).code == 2
+
+
+def test_last_good_means_served_healthily_once_anything_was_promoted(three):
+    from lifelong_cli.ops import canary
+    from lifelong_cli.ops.push import push
+
+    push(three, version=1)
+    canary.start(three, version=1)  # first launch: v1 stable (promoted)
+    push(three, version=2)
+    canary.start(three, version=2)
+    canary.promote(three, reason="looks fine")  # no traffic yet: inconclusive does not block a manual promote
+    assert rollback(three, last_good=True, dry_run=True).target == 1  # v2 is stable; the newest other good one
+    rollback(three, to=1, reason="v2 misbehaves")  # v2 was rolled back from: not served healthily any more
+    assert rollback(three, last_good=True, dry_run=True).target == 1
+    with three.store.tx(write=False) as t:
+        assert t.scalar("SELECT demoted_at FROM model_versions WHERE id = 2") is not None
+    rollback(three, to=2, reason="false alarm")  # naming it again vouches for it; rolling forward demotes nothing
+    with three.store.tx(write=False) as t:
+        assert t.scalar("SELECT count(*) FROM model_versions WHERE demoted_at IS NOT NULL") == 0
