@@ -153,3 +153,20 @@ def canary_watch(
     ctx = app_ctx(tctx, json_out=json_out)
     run(ctx, lambda: canary.watch(ctx, timeout=timeout, interval=interval, progress=ctx.warn),
         lambda c, r: _say(c, r), exit_code=lambda r: r.exit_code)
+
+
+feedback_app = typer.Typer(help="Outcomes received by serving.", no_args_is_help=True)
+
+
+@feedback_app.command("export")
+def feedback_export(
+    tctx: typer.Context,
+    out: Annotated[str, typer.Option("--out", "-o", help="CSV file to write (key, event time, label).")],
+    after_id: Annotated[int, typer.Option("--after-id", help="Only feedback after this id (the last export's last_id).")] = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write the feedback labels serving received as rows for `llctl ingest FILE --kind feedback`."""
+    from lifelong_cli.ops.feedback import export
+
+    ctx = app_ctx(tctx, json_out=json_out)
+    run(ctx, lambda: export(ctx, out=out, after_id=after_id), _say)

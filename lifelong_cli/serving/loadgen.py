@@ -86,7 +86,7 @@ class Traffic:
                 rid = uuid.uuid4().hex
                 body: dict[str, Any] = {"row": row}
                 if self.key:
-                    body["key"] = str(src.get(self.key, rid))
+                    row[self.key] = body["key"] = str(src.get(self.key, rid))  # logged: feedback joins on it
                 t0 = time.perf_counter()
                 try:
                     r = client.post(f"{self.url}/v1/predict", json=body, headers={"x-request-id": rid})
