@@ -18,32 +18,44 @@ feedback never blocks a step (it is reported as waiting)."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
+SAMPLE = 20_000  # the newest requests per side that latency and prediction figures are computed on
+
 
 def _load(t, dep: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    rows = t.rows("SELECT variant, ts, latency_ms, ok, output FROM predictions WHERE ts >= :since "
-                  "AND ((variant = 'stable' AND version = :s) OR (variant = 'canary' AND version = :c))",
-                  {"since": dep["canary_started_at"], "s": dep["stable_version"], "c": dep["canary_version"]},
-                  types={"ok": "bool", "output": "json", "ts": "ts"})
-    labelled = t.rows("SELECT p.variant, p.output, f.row_index, f.label FROM predictions p JOIN feedback f "
-                      "ON f.request_id = p.request_id WHERE p.ts >= :since AND p.ok = :t AND "
-                      "((p.variant = 'stable' AND p.version = :s) OR (p.variant = 'canary' AND p.version = :c))",
-                      {"since": dep["canary_started_at"], "s": dep["stable_version"], "c": dep["canary_version"],
-                       "t": True}, types={"output": "json"})
+    """Counts over the whole canary (in SQL); latencies and outputs from the newest SAMPLE requests
+    per side; labelled pairs from the newest SAMPLE feedback rows — so the cost stays bounded however
+    long the canary runs."""
+    since = {"since": dep["canary_started_at"], "s": dep["stable_version"], "c": dep["canary_version"], "t": True}
+    arm_sql = "((p.variant = 'stable' AND p.version = :s) OR (p.variant = 'canary' AND p.version = :c))"
+    counts = {r["variant"]: r for r in t.rows(
+        f"SELECT p.variant, count(*) AS n, sum(CASE WHEN p.ok = :t THEN 0 ELSE 1 END) AS errors, "
+        f"sum(CASE WHEN p.ts >= :step THEN 1 ELSE 0 END) AS at_step FROM predictions p "
+        f"WHERE p.ts >= :since AND {arm_sql} GROUP BY p.variant",
+        {**since, "step": dep["canary_step_started_at"] or dep["canary_started_at"]})}
     arms: dict[str, dict[str, Any]] = {}
     for arm in ("stable", "canary"):
-        mine = [r for r in rows if r["variant"] == arm]
+        recent = t.rows(f"SELECT p.latency_ms, p.output FROM predictions p WHERE p.ts >= :since AND p.ok = :t "
+                        f"AND p.variant = :arm AND p.version = :v ORDER BY p.id DESC LIMIT {SAMPLE}",
+                        {"since": dep["canary_started_at"], "t": True, "arm": arm,
+                         "v": dep["stable_version"] if arm == "stable" else dep["canary_version"]},
+                        types={"output": "json"})
+        c = counts.get(arm) or {"n": 0, "errors": 0, "at_step": 0}
         arms[arm] = {
-            "requests": len(mine),
-            "errors": sum(not r["ok"] for r in mine),
-            "latency_ms": np.array([r["latency_ms"] for r in mine if r["ok"]], dtype=float),
-            "outputs": [o for r in mine if r["ok"] and r["output"] for o in r["output"]],
-            "at_step": sum(r["ts"] >= dep["canary_step_started_at"] for r in mine) if dep["canary_step_started_at"] else 0,
+            "requests": int(c["n"] or 0),
+            "errors": int(c["errors"] or 0),
+            "latency_ms": np.array([r["latency_ms"] for r in recent], dtype=float),
+            "outputs": [o for r in recent if r["output"] for o in r["output"]],
+            "at_step": int(c["at_step"] or 0) if dep["canary_step_started_at"] else 0,
         }
+    labelled = t.rows(f"SELECT p.variant, p.output, f.row_index, f.label FROM predictions p JOIN feedback f "
+                      f"ON f.request_id = p.request_id WHERE p.ts >= :since AND p.ok = :t AND {arm_sql} "
+                      f"ORDER BY f.id DESC LIMIT {SAMPLE}", since, types={"output": "json"})
     return arms, labelled
 
 
@@ -94,9 +106,10 @@ def analyse(t, dep: dict[str, Any], settings: Any, now: datetime, task: str) -> 
         figures.append(_figure("prediction_shift", "waiting", distance=None, p_value=None,
                                threshold=c.max_prediction_shift))
     elif task == "classification":
-        classes = sorted({str(o) for o in s["outputs"]} | {str(o) for o in k["outputs"]})
-        sc = np.array([sum(str(o) == x for o in s["outputs"]) for x in classes], dtype=float)
-        kc = np.array([sum(str(o) == x for o in k["outputs"]) for x in classes], dtype=float)
+        s_count, k_count = Counter(map(str, s["outputs"])), Counter(map(str, k["outputs"]))
+        classes = sorted(set(s_count) | set(k_count))
+        sc = np.array([s_count[x] for x in classes], dtype=float)
+        kc = np.array([k_count[x] for x in classes], dtype=float)
         dist = 0.5 * float(np.abs(sc / sc.sum() - kc / kc.sum()).sum())
         p = 1.0 if len(classes) < 2 else float(chi2_contingency(np.vstack([sc, kc])).pvalue)
         bad = dist > c.max_prediction_shift and p < c.alpha
