@@ -68,13 +68,15 @@ def _halted(state, what: str):
 
 def start(ctx: AppContext, *, version: int, reason: str | None = None, dry_run: bool = False) -> CanaryResult:
     from lifelong_cli.ops.push import latest_verdict
+    from lifelong_cli.ops.rollback import verify_local
     from lifelong_cli.store import deployment, replicas
 
     dep, state = _read(ctx)
     if state.stopped:
         raise _halted(state, "canary start")
     with ctx.store.tx(write=False) as t:
-        row = t.row("SELECT id, pushed_at FROM model_versions WHERE id = :v", {"v": version}, types={"pushed_at": "ts"})
+        row = t.row("SELECT id, pushed_at, artifacts FROM model_versions WHERE id = :v", {"v": version},
+                    types={"pushed_at": "ts", "artifacts": "json"})
         verdict = latest_verdict(t, version)
     if row is None:
         raise ModelVersionNotFoundError(f"no model version {version}", hint="`llctl versions` lists them")
@@ -88,6 +90,11 @@ def start(ctx: AppContext, *, version: int, reason: str | None = None, dry_run: 
         raise PreconditionError(f"v{version} is already stable", hint="nothing to launch")
     if row["pushed_at"] is None:
         raise PreconditionError(f"v{version} has not been pushed", hint=f"`llctl push {version}` first")
+    # its artifacts may have changed since the push: replicas would refuse to load them and the canary would hang
+    problem = verify_local(row, ctx.config.registry_root)
+    if problem:
+        raise CheckFailedError(f"v{version} cannot be served: {problem}; nothing changed",
+                               hint="train, validate and push another version")
     if dep["fallback_mode"]:
         raise PreconditionError("fallback is on: every request is answered by the fallback, so a canary would see no traffic",
                                 hint="`llctl fallback off` first")

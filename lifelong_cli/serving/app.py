@@ -72,8 +72,10 @@ def build_app(ctx: Any, replica: Replica, *, started: bool = False) -> Starlette
                 raise _TooLarge()
         try:
             return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadRequest(f"the body is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise BadRequest("the body is not valid JSON (nested too deeply)") from None
+        except ValueError as exc:  # not JSON, not UTF-8, or an integer literal of more than 4300 digits
+            raise BadRequest(f"the body is not valid JSON ({str(exc).split(';')[0]})") from None
 
     async def predict(request: Request) -> Response:
         t0 = time.perf_counter()

@@ -15,6 +15,8 @@ import numpy as np
 
 from lifelong_cli.config import FeatureSpec
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 class BadRequest(Exception):
     """A request the client must fix (422), with the reason."""
@@ -40,8 +42,10 @@ def check_rows(rows: Any, features: list[FeatureSpec], max_rows: int) -> list[di
             if f.type in ("float", "int"):
                 if isinstance(v, bool) or not isinstance(v, int | float):
                     raise BadRequest(f"{where}: expected a number, got {json.dumps(v)[:40]}")
-                if not math.isfinite(v):
+                if isinstance(v, float) and not math.isfinite(v):
                     raise BadRequest(f"{where}: not a finite number")
+                if abs(v) > FLOAT32_MAX:  # the model takes float32: larger would reach it as infinity
+                    raise BadRequest(f"{where}: {json.dumps(v)[:40]} is beyond the float32 range the model takes")
                 if f.type == "int" and float(v) != int(v):
                     raise BadRequest(f"{where}: expected an integer, got {v}")
                 if (f.min is not None and v < f.min) or (f.max is not None and v > f.max):
