@@ -167,7 +167,9 @@ class _Demo:
         from lifelong_cli.serving.loadgen import Traffic
 
         rows = []
-        for r in batch_table(10_000_000, 3000, day=28, seed=999).to_pylist():
+        # Many distinct users: routing is sticky per key, so a small pool would make the canary's
+        # slice a handful of recurring rows rather than a sample of the population.
+        for r in batch_table(10_000_000, 20_000, day=28, seed=999).to_pylist():
             rows.append({**r, "x1": float(r["x1"]), "x2": float(r["x2"]),
                          "x3": None if r["x3"] is None else float(r["x3"])})
         self.traffic = Traffic(f"http://127.0.0.1:{self.port}", rows, features=["x1", "x2", "x3", "segment"],
