@@ -149,17 +149,21 @@ def _line(node: Any) -> int:
 
 
 def _node_for(root: Any, *path: Any) -> Any:
-    """The YAML node at a path of keys / indexes (for line numbers)."""
+    """The YAML node at a path of keys / indexes (for line numbers). The last key of a mapping gives
+    the key's own node: a key whose value is a block starts a line before its value. A path that
+    leaves the document gives the deepest node on it."""
     node = root
-    for key in path:
+    for i, key in enumerate(path):
+        last = i == len(path) - 1
         if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == key), None)
+            pair = next(((k, v) for k, v in node.value if getattr(k, "value", None) == key), None)
+            if pair is None:
+                return node
+            node = pair[0] if last else pair[1]
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
             node = node.value[key]
         else:
             return node
-        if node is None:
-            return None
     return node
 
 
@@ -187,6 +191,8 @@ def load(path: Path) -> Playbook:
             raise fail(f"missing field {k!r}")
     if not isinstance(doc["name"], str) or not re.fullmatch(r"[a-z][a-z0-9-]*", doc["name"]):
         raise fail("name must be lower-case words joined by '-'", "name")
+    if not isinstance(doc.get("params") or {}, dict):
+        raise fail("params must map parameter names to {type, default, required, help, choices}", "params")
     params: dict[str, Param] = {}
     for pname, spec in (doc.get("params") or {}).items():
         spec = spec or {}
@@ -217,6 +223,8 @@ def load(path: Path) -> Playbook:
         if name in names:
             raise fail(f"step {i + 1}: duplicate step name {name!r}", "steps", i, "name")
         verb = s.get("run")
+        if verb is None:
+            raise fail(f"step {i + 1} ({name}): missing 'run' (the verb to run)", "steps", i)
         if verb not in VERBS:
             raise fail(f"step {i + 1} ({name}): unknown verb {verb!r} (known: {', '.join(sorted(VERBS))})", "steps", i, "run")
         args = s.get("with") or {}
@@ -236,23 +244,32 @@ def load(path: Path) -> Playbook:
                 if root_ not in ("result", "status", "params", "steps"):
                     raise fail(f"step {i + 1} ({name}): {field_name} path {path_!r} must start with result., status., "
                                "params. or steps.", "steps", i, field_name, path_)
-                if root_ == "params" and str(path_).split(".")[1:2] and str(path_).split(".")[1] not in params:
+                parts = str(path_).split(".")
+                if root_ == "params" and (len(parts) < 2 or parts[1] not in params):
                     raise fail(f"step {i + 1} ({name}): {field_name} uses undeclared parameter {path_!r}",
+                               "steps", i, field_name, path_)
+                # a check runs after its own step, so it may name it; an `if` runs before
+                seen = [*names, name] if field_name == "check" else names
+                if root_ == "steps" and (len(parts) < 3 or parts[1] not in seen):
+                    raise fail(f"step {i + 1} ({name}): {field_name} path {path_!r} must name an earlier step's result",
                                "steps", i, field_name, path_)
                 if isinstance(want, dict):
                     bad = [op for op in want if op not in OPS]
                     if bad:
                         raise fail(f"step {i + 1} ({name}): unknown operator {bad[0]!r} (allowed: {', '.join(sorted(OPS))})",
-                                   "steps", i, field_name, path_)
-        for ref in _refs(args):
-            head = ref.split(".")
-            if head[0] == "params" and (len(head) < 2 or head[1] not in params):
-                raise fail(f"step {i + 1} ({name}): reference {{{ref}}} to an undeclared parameter", "steps", i, "with")
-            if head[0] == "steps" and (len(head) < 3 or head[1] not in names):
-                raise fail(f"step {i + 1} ({name}): reference {{{ref}}} must name an earlier step's result", "steps", i, "with")
-            if head[0] not in ("params", "steps", "incident"):
-                raise fail(f"step {i + 1} ({name}): unknown reference {{{ref}}} (params., steps. or incident)",
-                           "steps", i, "with")
+                                   "steps", i, field_name, path_, bad[0])
+        for arg, value in args.items():
+            for ref in _refs(value):
+                head = ref.split(".")
+                if head[0] == "params" and (len(head) < 2 or head[1] not in params):
+                    raise fail(f"step {i + 1} ({name}): reference {{{ref}}} to an undeclared parameter",
+                               "steps", i, "with", arg)
+                if head[0] == "steps" and (len(head) < 3 or head[1] not in names):
+                    raise fail(f"step {i + 1} ({name}): reference {{{ref}}} must name an earlier step's result",
+                               "steps", i, "with", arg)
+                if head[0] not in ("params", "steps", "incident"):
+                    raise fail(f"step {i + 1} ({name}): unknown reference {{{ref}}} (params., steps. or incident)",
+                               "steps", i, "with", arg)
         on_failure = s.get("on_failure", "stop")
         confirm = s.get("confirm")
         steps.append(Step(i + 1, name, verb, args, s.get("check") or {},
@@ -261,7 +278,7 @@ def load(path: Path) -> Playbook:
                           _line(_node_for(root, "steps", i))))
         names.append(name)
     for s in steps:
-        if s.on_failure not in ("stop", "continue") and s.on_failure not in names:
+        if not isinstance(s.on_failure, str) or (s.on_failure not in ("stop", "continue") and s.on_failure not in names):
             raise fail(f"step {s.n} ({s.name}): on_failure {s.on_failure!r} is not stop, continue or a step name",
                        "steps", s.n - 1, "on_failure")
     return Playbook(doc["name"], doc.get("description", ""), doc.get("when", ""), params, steps, path)
@@ -302,8 +319,14 @@ def find(ctx: Any, name: str) -> Playbook:
         raise NotFoundError(f"no playbook {name!r}", hint=f"`llctl playbook list` shows: {', '.join(sorted(found))}")
     pb = load(found[name])
     if pb.name != name:
-        raise LintError(f"{found[name]}: the file is named {name!r} but declares name {pb.name!r}", hint="make them agree")
+        raise LintError(f"{found[name]}:{name_line(found[name])}: the file is named {name!r} but declares name {pb.name!r}",
+                        hint="make them agree")
     return pb
+
+
+def name_line(path: Path) -> int:
+    """The line of a (valid) playbook's ``name:``."""
+    return _line(_node_for(yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader), "name"))
 
 
 # --------------------------------------------------------------------------------------- running
@@ -378,6 +401,31 @@ def substitute(value: Any, scope: dict[str, Any]) -> Any:
     if whole:
         return lookup(scope, whole.group(1))
     return _REF.sub(lambda m: str(lookup(scope, m.group(1))), value)
+
+
+def substitute_known(value: Any, scope: dict[str, Any]) -> Any:
+    """Like ``substitute``, but a reference that cannot be resolved yet (a later step's result, the
+    incident of a dry run) is left as written: for showing a plan before it runs."""
+    if isinstance(value, dict):
+        return {k: substitute_known(v, scope) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute_known(v, scope) for v in value]
+    if not isinstance(value, str):
+        return value
+    whole = _REF.fullmatch(value)
+    if whole:
+        try:
+            return lookup(scope, whole.group(1))
+        except KeyError:
+            return value
+
+    def one(m: re.Match[str]) -> str:
+        try:
+            return str(lookup(scope, m.group(1)))
+        except KeyError:
+            return m.group(0)
+
+    return _REF.sub(one, value)
 
 
 def holds(cond: dict[str, Any], scope: dict[str, Any]) -> tuple[bool, str]:

@@ -154,9 +154,10 @@ def relax(ctx: AppContext, *, policy: str, hours: float, reason: str) -> RelaxRe
         raise UsageError(f"no SLO policy {policy!r}; policies: {', '.join(SLO_POLICIES)}", hint="llctl check --relax drift --hours 6")
     if not 0 < hours <= 24 * 14:
         raise UsageError(f"--hours {hours:g}: relax for more than 0 and at most 336 hours", hint="--hours 6")
-    until = ctx.now() + timedelta(hours=hours)
+    now = ctx.now()
+    until = now + timedelta(hours=hours)
     with audited(ctx, "slo relax", args={"policy": policy, "hours": hours}, reason=reason) as (t, entry):
-        t.insert("slo_relaxations", {"policy": policy, "until": until, "created_at": ctx.now(), "created_by": ctx.actor,
+        t.insert("slo_relaxations", {"policy": policy, "until": until, "created_at": now, "created_by": ctx.actor,
                                      "reason": reason})
         entry.detail = {"policy": policy, "until": jsonable(until)}
     return RelaxResult(policy, jsonable(until), f"SLO policy {policy} relaxed until {until:%Y-%m-%d %H:%M}Z: violations are "

@@ -73,14 +73,21 @@ def note(ctx: AppContext, *, incident_id: int, text: str) -> IncidentResult:
 
 
 def close(ctx: AppContext, *, incident_id: int, summary: str | None = None) -> IncidentResult:
+    from lifelong_cli.store import audit
+
     with ctx.store.tx(write=False) as t:
         row = _get(t, incident_id)
     if row["status"] == "closed":
         return IncidentResult(jsonable(row), False, message=f"incident {incident_id} was already closed; nothing changed")
-    with audited(ctx, "incident close", args={"incident": incident_id}, reason=summary) as (t, entry):
+    now = ctx.now()
+    with ctx.store.tx() as t:
         t.execute("UPDATE incidents SET status = 'closed', closed_at = :now, closed_by = :by, summary = :s WHERE id = :i",
-                  {"now": ctx.now(), "by": ctx.actor, "s": summary, "i": incident_id})
-        entry.detail = {"incident": incident_id}
+                  {"now": now, "by": ctx.actor, "s": summary, "i": incident_id})
+        # The closing belongs to this incident's timeline. audit.append links an entry to the newest
+        # *open* incident: after the UPDATE that is no longer this one (and may be another one).
+        t.insert("audit_log", {"ts": now, "actor": ctx.actor, "verb": "incident close",
+                               "args": audit.scrub({"incident": incident_id}), "reason": summary, "outcome": "ok",
+                               "detail": {"incident": incident_id}, "incident_id": incident_id})
         row = _get(t, incident_id)
     return IncidentResult(jsonable(row), True, message=f"incident {incident_id} closed",
                           next=f"`llctl incident report {incident_id}` drafts the postmortem")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lifelong_cli.errors import CHECK_FAILED, DeclinedError, LlctlError, UsageError
+from lifelong_cli.errors import CHECK_FAILED, USAGE, DeclinedError, LlctlError, UsageError
 from lifelong_cli.ops._base import Result, jsonable
 
 if TYPE_CHECKING:
@@ -96,9 +96,12 @@ def lint(ctx: AppContext, *, paths: list[str] | None = None) -> LintResult:
             problems.append(f"{f}: no such file")
             continue
         try:
-            pbk.load(f)
+            pb = pbk.load(f)
         except LlctlError as exc:
             problems.append(exc.message)
+            continue
+        if pb.name != f.stem:  # `playbook run NAME` finds the file by its name: they must agree
+            problems.append(f"{f}:{pbk.name_line(f)}: the file is named {f.stem!r} but declares name {pb.name!r}")
     return LintResult(not problems, checked, problems)
 
 
@@ -122,10 +125,15 @@ def run(ctx: AppContext, *, name: str, params: dict[str, str] | None = None, dry
         raise UsageError(f"--from-step {from_step}: playbook {name} has steps 1 to {len(main)}")
     if dry_run:
         plan = []
+        known = {"params": values, "steps": {}}
         for s in main:
-            plan.append({"n": s.n, "name": s.name, "run": s.run, "with": s.with_, "check": s.check, "if": s.if_,
-                         "confirm": s.confirm, "on_failure": s.on_failure,
-                         "skipped": s.n < main[from_step - 1].n})
+            skip = "before --from-step" if s.n < main[from_step - 1].n else None
+            if skip is None and s.if_ and all(str(k).split(".")[0] == "params" for k in s.if_):
+                ok, why = pbk.holds(s.if_, known)  # decidable now: it names parameters only
+                skip = None if ok else f"condition not met: {why}"
+            plan.append({"n": s.n, "name": s.name, "run": s.run, "with": jsonable(pbk.substitute_known(s.with_, known)),
+                         "check": s.check, "if": s.if_, "confirm": s.confirm, "on_failure": s.on_failure,
+                         "skipped": skip is not None, "skip_reason": skip})
         return RunResult(name, None, True, jsonable(values), True, plan,
                          message=f"dry run: playbook {name}, {len(main)} step(s) from step {from_step}; nothing changed",
                          next=f"llctl playbook run {name} " + " ".join(f"--param {k}={v}" for k, v in (params or {}).items()))
@@ -136,6 +144,7 @@ def run(ctx: AppContext, *, name: str, params: dict[str, str] | None = None, dry
     scope: dict[str, Any] = {"params": values, "steps": {}, "incident": iid}
     records: list[dict[str, Any]] = []
     by_name = {s.name: s for s in pb.steps}
+    main_index = {s.n: i + 1 for i, s in enumerate(main)}  # file position → --from-step value
 
     def run_step(s, *, recovery_of: str | None = None) -> tuple[bool, int]:
         """Run one step; returns (ok, exit code on failure)."""
@@ -148,24 +157,31 @@ def run(ctx: AppContext, *, name: str, params: dict[str, str] | None = None, dry
             if not ok:
                 rec.update(status="skipped", message=f"condition not met: {why}")
                 say(f"{label}: skipped ({why})")
+                inc_ops.note(ctx, incident_id=iid, text=f"playbook {name} {label}: skipped — condition not met: {why}")
                 return True, 0
         try:
             args = pbk.call_args(s, scope, name)
         except KeyError as exc:
             rec.update(status="failed", message=f"cannot resolve {exc.args[0]} (was the step that sets it skipped?)")
             say(f"{label}: FAILED — {rec['message']}")
-            return False, 2
+            inc_ops.note(ctx, incident_id=iid, text=f"playbook {name} {label}: FAILED — {rec['message']}")
+            return False, USAGE
         rec["args"] = jsonable(args)
         if s.confirm and not yes:
+            at = main_index.get(s.n) or main_index[by_name[recovery_of].n]  # a recovery step: its failed step
+            again = f"--from-step {at}"
             if not sys.stdin.isatty():
                 rec.update(status="declined", message="needs confirmation; not on a terminal and no --yes")
+                inc_ops.note(ctx, incident_id=iid, text=f"playbook {name} {label}: not run — needs confirmation "
+                             "(not on a terminal and no --yes)")
                 raise DeclinedError(f"step {s.n} ({s.name}) needs confirmation: {s.confirm}",
-                                    hint=f"re-run with --yes --from-step {s.n}")
+                                    hint=f"re-run with --yes {again}")
             import typer
 
             if not typer.confirm(f"{s.confirm} [{s.run} {args}]", default=False, err=True):
                 rec.update(status="declined", message="declined at the prompt")
-                raise DeclinedError(f"step {s.n} ({s.name}) declined; stopped", hint=f"--from-step {s.n} continues")
+                inc_ops.note(ctx, incident_id=iid, text=f"playbook {name} {label}: declined at the prompt")
+                raise DeclinedError(f"step {s.n} ({s.name}) declined; stopped", hint=f"{again} continues")
         say(f"{label} ...")
         try:
             if s.run == "canary-watch" and "progress" not in args:
@@ -211,14 +227,17 @@ def run(ctx: AppContext, *, name: str, params: dict[str, str] | None = None, dry
         failed_step = s.n
         break
     if failed_step is None:
-        inc_ops.note(ctx, incident_id=iid, text=f"playbook {name} finished: every step ok")
+        continued = [r["name"] for r in records if r["status"] in ("failed", "check-failed")]  # on_failure: continue
+        outcome = (f"{sum(r['status'] == 'ok' for r in records)} step(s) ok"
+                   + (f", {len(continued)} failed and continued past ({', '.join(continued)})" if continued else ""))
+        inc_ops.note(ctx, incident_id=iid, text=f"playbook {name} finished: {outcome}")
         return RunResult(name, iid, False, jsonable(values), True, jsonable(records),
-                         message=f"playbook {name} finished: {sum(r['status'] == 'ok' for r in records)} step(s) ok; "
-                         f"incident {iid} is still open", next=f"`llctl incident close {iid} --summary ...` then "
-                         f"`llctl incident report {iid}`")
-    idx = [s.n for s in main].index(failed_step) + 1
+                         message=f"playbook {name} finished: {outcome}; incident {iid} is still open",
+                         next=f"`llctl incident close {iid} --summary ...` then `llctl incident report {iid}`")
+    idx = main_index[failed_step]
+    why = next(r["message"] for r in records if r["n"] == failed_step)
+    inc_ops.note(ctx, incident_id=iid, text=f"playbook {name} stopped at step {idx} ({main[idx - 1].name}): {why}")
     return RunResult(name, iid, False, jsonable(values), False, jsonable(records), failed_step, idx,
-                     message=f"playbook {name} stopped at step {idx} ({main[idx - 1].name}): "
-                     f"{next(r['message'] for r in records if r['n'] == failed_step)}",
+                     message=f"playbook {name} stopped at step {idx} ({main[idx - 1].name}): {why}",
                      next=f"fix the cause, then `llctl playbook run {name} --from-step {idx}` (same --param values)",
                      exit_code=code or CHECK_FAILED)
