@@ -71,3 +71,30 @@ def read_all_rows(workspace: Path, env: dict[str, str]):
                              trainable_only=False, holdout="include")
     finally:
         ctx.close()
+
+
+def copy_workspace(src: Path, dst: Path) -> Path:
+    """A copy of a SQLite workspace; the store holds absolute artifact and segment paths, which are
+    pointed at the copy (so a test may damage its own artifacts)."""
+    import shutil
+    import sqlite3
+
+    shutil.copytree(src, dst)
+    db = sqlite3.connect(dst / ".llctl" / "state.db")
+    try:
+        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+            for col in [c[1] for c in db.execute(f'PRAGMA table_info("{table}")')]:
+                db.execute(f'UPDATE "{table}" SET "{col}" = replace("{col}", ?, ?) '
+                           f'WHERE typeof("{col}") = \'text\' AND instr("{col}", ?) > 0', (str(src), str(dst), str(src)))
+        db.commit()
+    finally:
+        db.close()
+    return dst
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -10,9 +10,6 @@ then adds its own trouble (a batch with flipped labels, a drifted batch, a canar
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,7 +21,7 @@ from typing import Any
 import pytest
 
 from lifelong_cli.context import AppContext
-from tests.helpers import llctl_bin, run_bin, run_cli
+from tests.helpers import copy_workspace, free_port, llctl_bin, run_bin, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -124,25 +121,9 @@ def prepared(tmp_path_factory) -> Prepared:
     return _prepare(tmp_path_factory.mktemp("playbooks"))
 
 
-def _copy_workspace(src: Path, dst: Path) -> Path:
-    """A copy of a SQLite workspace, the absolute artifact and segment paths in its store pointed at
-    the copy."""
-    shutil.copytree(src, dst)
-    db = sqlite3.connect(dst / ".llctl" / "state.db")
-    try:
-        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
-            for col in [c[1] for c in db.execute(f'PRAGMA table_info("{table}")')]:
-                db.execute(f'UPDATE "{table}" SET "{col}" = replace("{col}", ?, ?) '
-                           f'WHERE typeof("{col}") = \'text\' AND instr("{col}", ?) > 0', (str(src), str(dst), str(src)))
-        db.commit()
-    finally:
-        db.close()
-    return dst
-
-
 @pytest.fixture
 def ws(prepared: Prepared, tmp_path: Path) -> Path:
-    return _copy_workspace(prepared.ws, tmp_path / "ws")
+    return copy_workspace(prepared.ws, tmp_path / "ws")
 
 
 @pytest.fixture
@@ -174,11 +155,6 @@ def _rows(ws: Path, env: dict[str, str], sql: str, **params: Any) -> list[dict[s
 
 # -- serving ----------------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
 
 @dataclass
 class Server:
@@ -202,7 +178,7 @@ def serve(tmp_path: Path, env) -> Iterator:
     started: list[Server] = []
 
     def start(ws: Path) -> Server:
-        port = _free_port()
+        port = free_port()
         log = tmp_path / f"serve-{port}.log"
         with log.open("wb") as f:
             proc = subprocess.Popen([llctl_bin(), "--set", "serving.log_flush_ms=200", "serve", "--host", HOST,

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import sqlite3
 import subprocess
 import time
@@ -28,7 +26,7 @@ from typing import Any
 import pytest
 
 from lifelong_cli.context import AppContext
-from tests.helpers import llctl_bin, run_bin, run_cli
+from tests.helpers import copy_workspace, free_port, llctl_bin, run_bin, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -201,25 +199,9 @@ def prepared(tmp_path_factory) -> Prepared:
     return _prepare(tmp_path_factory.mktemp("release"))
 
 
-def _copy_workspace(src: Path, dst: Path) -> Path:
-    """A copy of a SQLite workspace; the store holds absolute artifact and segment paths, which are
-    pointed at the copy (so a test may damage its own artifacts)."""
-    shutil.copytree(src, dst)
-    db = sqlite3.connect(dst / ".llctl" / "state.db")
-    try:
-        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
-            for col in [c[1] for c in db.execute(f'PRAGMA table_info("{table}")')]:
-                db.execute(f'UPDATE "{table}" SET "{col}" = replace("{col}", ?, ?) '
-                           f'WHERE typeof("{col}") = \'text\' AND instr("{col}", ?) > 0', (str(src), str(dst), str(src)))
-        db.commit()
-    finally:
-        db.close()
-    return dst
-
-
 @pytest.fixture
 def ws(prepared: Prepared, tmp_path: Path) -> Path:
-    return _copy_workspace(prepared.ws, tmp_path / "ws")
+    return copy_workspace(prepared.ws, tmp_path / "ws")
 
 
 @pytest.fixture
@@ -273,11 +255,6 @@ class Server:
         return r.json()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator:
@@ -288,7 +265,7 @@ def serve(tmp_path: Path) -> Iterator:
     started: list[Server] = []
 
     def start(ws: Path, env: dict[str, str], *extra: str) -> Server:
-        port = _free_port()
+        port = free_port()
         log = tmp_path / f"serve-{port}.log"
         with log.open("wb") as f:
             proc = subprocess.Popen([llctl_bin(), *extra, "serve", "--host", HOST, "--port", str(port)], cwd=ws, env=env,

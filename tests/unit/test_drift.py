@@ -8,13 +8,22 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.special
 import scipy.stats
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from lifelong_cli.drift import BACKENDS, DriftDetector, DriftReport, get_detector
 from lifelong_cli.drift.base import correct, encode_categorical
-from lifelong_cli.drift.scipy_backend import ScipyDriftDetector, ks_pvalues, ks_statistic
+from lifelong_cli.drift.scipy_backend import (
+    ScipyDriftDetector,
+    chi2_homogeneity,
+    chi2_sf,
+    kolmogorov_sf,
+    ks_pvalues,
+    ks_statistic,
+    smirnov_sf,
+)
 from lifelong_cli.errors import ConfigError, InvalidInputError, UnavailableError
 
 NUMERIC = ["x1", "x2", "x3"]
@@ -278,17 +287,113 @@ def test_min_samples_is_configurable():
 # ------------------------------------------------------------------------------------------- the KS/chi2 numbers
 
 
-@pytest.mark.parametrize("n1,n2,decimals", [(2000, 2000, None), (150, 4000, None), (3000, 700, 1), (40, 60, 0)])
+# The backend computes these numbers without scipy; scipy.stats is the reference here. Both compute the same
+# quantities (no approximation on one side only), so the agreement is to rounding: p-values within 1e-9
+# absolute everywhere (the target is 1e-6 below p = 0.2 and 1e-3 above) and 1e-8 relative above 1e-300.
+P_ABS, P_REL = 1e-9, 1e-8
+
+
+def assert_p_close(mine: float, ref: float, what) -> None:
+    assert abs(mine - ref) <= P_ABS, (what, mine, ref)
+    if ref > 1e-300:
+        assert abs(mine - ref) <= P_REL * ref, (what, mine, ref)
+    else:
+        assert mine <= 1e-290, (what, mine, ref)
+
+
+@pytest.mark.parametrize("n1,n2,decimals", [
+    (2000, 2000, None), (150, 4000, None), (3000, 700, 1), (40, 60, 0), (30, 30, None), (30, 31, 1),
+    (5, 7, None), (1, 40, None), (2, 2, None), (100_000, 100_000, 2), (250_000, 7, None),
+])
 def test_ks_matches_scipy_ks_2samp_asymp(n1, n2, decimals):
     rng = np.random.default_rng(n1 + n2)
-    for shift in (0.0, 0.05, 0.3):
+    for shift in (0.0, 0.05, 0.3, 1.0, 5.0):
         a, b = rng.normal(size=n1), rng.normal(loc=shift, size=n2)
         if decimals is not None:  # heavy ties, also across the two samples
             a, b = np.round(a, decimals), np.round(b, decimals)
         ref = scipy.stats.ks_2samp(a, b, method="asymp")
         d = ks_statistic(a, b)
         assert d == ref.statistic
-        assert ks_pvalues([d], [(n1, n2)])[0] == pytest.approx(ref.pvalue, rel=1e-12, abs=1e-300)
+        assert_p_close(ks_pvalues([d], [(n1, n2)])[0], ref.pvalue, (n1, n2, shift))
+
+
+def test_ks_identical_and_disjoint_samples():
+    a = np.arange(50.0)
+    d = ks_statistic(a, a.copy())
+    assert d == 0.0 and ks_pvalues([d], [(50, 50)])[0] == 1.0 == scipy.stats.ks_2samp(a, a, method="asymp").pvalue
+    d = ks_statistic(a, a + 100)
+    ref = scipy.stats.ks_2samp(a, a + 100, method="asymp")
+    assert d == 1.0 == ref.statistic and ks_pvalues([d], [(50, 50)])[0] == ref.pvalue == 0.0
+    assert ks_pvalues([0.5], [(1, 1)])[0] == 1.0  # round(1*1/2) == 0 observations: no evidence (scipy: nan)
+
+
+def _sweep_points(n: int) -> np.ndarray:
+    """d across the whole range for D_n, denser where the method changes (and on both sides of each switch)."""
+    z = np.concatenate([np.linspace(0.02, 3.0, 45), np.linspace(3.2, 27.0, 8)])
+    grid = np.concatenate([z / np.sqrt(n), np.linspace(0.0, 1.0, 21), (np.arange(0, 11) * max(1, n // 10) + 0.5) / n])
+    switches = np.array([0.5 / n, 1.0 / n, 1.0 - 1.0 / n, 0.5, (1.4 / n) ** (2 / 3), np.sqrt(2.2 / n), np.sqrt(4.0 / n)])
+    switches = switches[(switches > 0) & (switches < 1)]
+    grid = np.concatenate([grid, switches, switches * (1 - 1e-9), switches * (1 + 1e-9), [0.0, 1.0]])
+    return np.unique(np.clip(grid, 0.0, 1.0))
+
+
+KS_SWEEP_N = [1, 2, 3, 5, 10, 29, 30, 31, 64, 100, 139, 140, 141, 200, 1000, 5000, 31_623, 100_000, 100_001,
+              1_000_000]
+
+
+@pytest.mark.parametrize("n", KS_SWEEP_N)
+def test_kolmogorov_sf_matches_scipy_kstwo_sf(n):
+    worst = 0.0
+    for d in _sweep_points(n):
+        # scipy's exact Smirnov sum (the upper tail) is O(n), seconds a point at 10^6: a few points there
+        heavy = d * d * n >= (2.2 if n <= 100_001 else 2.1)
+        if n >= 20_000 and heavy and not np.isclose(d, [3.2 / np.sqrt(n), 0.5, 0.75, 1 - 1 / n]).any():
+            continue
+        ref = float(scipy.stats.kstwo.sf(d, n))
+        mine = kolmogorov_sf(float(d), n)
+        assert_p_close(mine, ref, (n, d))
+        worst = max(worst, abs(mine - ref))
+    assert worst <= P_ABS
+
+
+def test_smirnov_sf_is_the_exact_one_sided_probability():
+    for n in (1, 2, 7, 30, 140, 1000, 20_000):
+        for z in (0.1, 0.5, 1.0, 1.5, 3.0, 8.0):
+            d = min(z / np.sqrt(n), 0.999)
+            assert_p_close(smirnov_sf(n, float(d)), float(scipy.special.smirnov(n, d)), (n, d))
+    assert smirnov_sf(10, 0.0) == 1.0 and smirnov_sf(10, 1.0) == 0.0
+
+
+@pytest.mark.parametrize("dof", [1, 2, 3, 4, 7, 10, 29, 100, 1001, 20_000])
+def test_chi2_sf_matches_scipy(dof):
+    for x in np.concatenate([[0.0, 1e-12, 1e-3], np.linspace(0.1, 3 * dof + 60, 120),
+                             dof + np.sqrt(2 * dof) * np.linspace(-4, 30, 60)]):
+        if x >= 0:
+            assert_p_close(chi2_sf(float(x), dof), float(scipy.stats.chi2.sf(x, dof)), (dof, x))
+    assert chi2_sf(np.inf, 3) == 0.0
+
+
+def test_chi2_homogeneity_matches_chi2_contingency_sweep():
+    rng = np.random.default_rng(5)
+    tables = [
+        [[10, 0], [0, 10]], [[1, 1], [1, 1]], [[3, 4], [4, 3]],  # k == 2 (Yates), incl. |o - e| < 0.5
+        [[30, 31], [31, 30]], [[5, 0], [0, 1]], [[1000, 1], [1, 1000]], [[50_000, 1], [49_999, 2]],
+        [[7], [9]], [[100_000], [3]],  # one category: dof 0
+        [[1, 2, 3], [3, 2, 1]], [[0, 5, 5], [5, 0, 5]],
+    ]
+    for i in range(300):
+        k = 2 if i % 4 == 0 else int(rng.integers(2, 40))
+        n = int(10 ** rng.uniform(1, 6))
+        p_ref = rng.dirichlet(np.ones(k))
+        p_cur = p_ref if i % 2 else rng.dirichlet(np.ones(k))
+        t = np.vstack([rng.multinomial(n, p_ref), rng.multinomial(int(n * rng.uniform(0.1, 3)) + 1, p_cur)])
+        tables.append(t[:, t.sum(axis=0) > 0].tolist())
+    for t in tables:
+        stat, p = chi2_homogeneity(np.array(t))
+        ref = scipy.stats.chi2_contingency(t)
+        assert stat == pytest.approx(ref.statistic, rel=1e-12, abs=1e-12), t
+        assert_p_close(p, float(ref.pvalue), t)
+    assert chi2_homogeneity(np.array([[7], [9]])) == (0.0, 1.0)
 
 
 def test_chi2_matches_chi2_contingency():
@@ -297,7 +402,18 @@ def test_chi2_matches_chi2_contingency():
     table = [[np.sum(ref["color"] == c) for c in COLORS], [np.sum(cur["color"] == c) for c in COLORS]]
     expected = scipy.stats.chi2_contingency(table)
     chi = result(report, "color", "chi2")
-    assert chi.statistic == pytest.approx(expected.statistic) and chi.p_value == pytest.approx(expected.pvalue)
+    assert chi.statistic == pytest.approx(expected.statistic, rel=1e-12)
+    assert_p_close(chi.p_value, expected.pvalue, table)
+
+
+def test_chi2_two_categories_uses_yates_like_scipy():
+    ref = {"plan": np.array(["free"] * 160 + ["pro"] * 40, dtype=object)}
+    cur = {"plan": np.array(["free"] * 140 + ["pro"] * 60, dtype=object)}
+    chi = result(get_detector("scipy").compare(ref, cur, numeric=[], categorical=["plan"]), "plan", "chi2")
+    expected = scipy.stats.chi2_contingency([[160, 40], [140, 60]])  # correction=True: Yates
+    assert chi.statistic == pytest.approx(expected.statistic, rel=1e-12)
+    assert chi.statistic < scipy.stats.chi2_contingency([[160, 40], [140, 60]], correction=False).statistic
+    assert_p_close(chi.p_value, expected.pvalue, "plan")
 
 
 def test_single_category_is_not_drift():
@@ -410,6 +526,23 @@ def test_importing_drift_does_not_import_scipy():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_default_detector_does_not_import_scipy_stats():
+    """`import scipy.stats` alone costs 0.5-1 s of a fresh process: the default backend's numbers are its own."""
+    code = (
+        "import sys, numpy as np, lifelong_cli.drift.scipy_backend as m\n"
+        "rng = np.random.default_rng(0)\n"
+        "ref = {'x': rng.normal(size=500), 'c': rng.choice(np.array(['a', 'b', 'c'], dtype=object), 500),"
+        " 'k': rng.choice(np.array(['u', 'v'], dtype=object), 500)}\n"
+        "cur = {'x': rng.normal(0.5, size=400), 'c': rng.choice(np.array(['a', 'b'], dtype=object), 400),"
+        " 'k': rng.choice(np.array(['u', 'v'], dtype=object), 400)}\n"
+        "r = m.ScipyDriftDetector().compare(ref, cur, numeric=['x'], categorical=['c'], label='k')\n"
+        "assert r.drifted and all(f.p_value is not None for f in r.features if f.test in ('ks', 'chi2'))\n"
+        "print('scipy.stats' in sys.modules, any(k == 'scipy' or k.startswith('scipy.') for k in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.split() == ["False", "False"], out
+
+
 def test_wide_batch_runs_columns_in_parallel_with_the_same_numbers():
     rng = np.random.default_rng(3)
     names = [f"w{i}" for i in range(4)]
@@ -419,11 +552,12 @@ def test_wide_batch_runs_columns_in_parallel_with_the_same_numbers():
     for n in names:
         expected = scipy.stats.ks_2samp(ref[n], cur[n], method="asymp")
         ks = result(report, n, "ks")
-        assert ks.statistic == expected.statistic and ks.p_value == pytest.approx(expected.pvalue, rel=1e-12)
+        assert ks.statistic == expected.statistic
+        assert_p_close(ks.p_value, expected.pvalue, n)
 
 
 def test_100k_by_20_numeric_is_fast():
-    """Regression guard (typically ~0.17 s here, plus ~0.45 s for `import scipy.stats`); the bound is loose."""
+    """Regression guard (typically ~0.17 s here; no scipy import any more); the bound is loose."""
     import time
 
     rng = np.random.default_rng(0)
