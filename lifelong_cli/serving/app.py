@@ -18,7 +18,6 @@ import contextlib
 import hmac
 import json
 import time
-import uuid
 from typing import Any
 
 from starlette.applications import Starlette
@@ -27,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from lifelong_cli.serving.model import BadRequest, check_rows, probe_row
-from lifelong_cli.serving.runtime import Replica, now
+from lifelong_cli.serving.runtime import Replica
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -49,6 +48,26 @@ class Metrics:
         self.logged = Gauge("llctl_prediction_log_written", "Prediction records written to the store", registry=self.registry)
         self.dropped = Gauge("llctl_prediction_log_dropped", "Prediction records dropped (queue full)", registry=self.registry)
         self.queue = Gauge("llctl_prediction_log_queue", "Prediction records waiting to be written", registry=self.registry)
+        self._latency: dict[Any, Any] = {}
+
+    def counter_cache(self):
+        """``counted(version, variant, status)`` → the /v1/predict counter child, looked up once per label set."""
+        cache: dict[tuple[Any, str, str], Any] = {}
+
+        def counted(version: Any, variant: str, status: str):
+            k = (version, variant, status)
+            child = cache.get(k)
+            if child is None:
+                child = cache[k] = self.requests.labels("predict", str(version), variant, status)
+            return child
+
+        return counted
+
+    def observe(self, version: Any, seconds: float) -> None:
+        child = self._latency.get(version)
+        if child is None:
+            child = self._latency[version] = self.latency.labels("predict", str(version))
+        child.observe(seconds)
 
 
 def build_app(ctx: Any, replica: Replica, *, started: bool = False) -> Starlette:
@@ -61,7 +80,74 @@ def build_app(ctx: Any, replica: Replica, *, started: bool = False) -> Starlette
     token_env = settings.serving.admin_token_env
     metrics = Metrics()
 
+    def _parse(body: bytes) -> Any:
+        try:
+            return json.loads(body)
+        except RecursionError:
+            raise BadRequest("the body is not valid JSON (nested too deeply)") from None
+        except ValueError as exc:  # not JSON, not UTF-8, or an integer literal of more than 4300 digits
+            raise BadRequest(f"the body is not valid JSON ({str(exc).split(';')[0]})") from None
+
     async def _json_body(request: Request) -> Any:
+        return _parse(await _raw_body(request))
+
+    ids = RequestIds()
+    counted = metrics.counter_cache()
+
+    def predict_bytes(body: bytes | None, request_id: str | None, route_key: str | None) -> tuple[int, dict[str, Any]]:
+        """The whole of /v1/predict once the body is read (None: over the size limit)."""
+        t0 = time.perf_counter()
+        request_id = request_id or ids.next()
+        if len(request_id) > 80:
+            return 422, {"error": {"message": "X-Request-Id is longer than 80 characters"}}
+        routing = replica.routing
+        variant, model, version = "none", None, None
+        try:
+            if body is None:
+                raise _TooLarge()
+            doc = _parse(body)
+            if not isinstance(doc, dict):
+                raise BadRequest('the body must be a JSON object with "row" or "rows"')
+            rows = check_rows(doc.get("rows", doc.get("row")), features, max_rows)
+            key = route_key or doc.get("key") or rows[0].get(key_col) or request_id
+            variant, model = routing.choose(str(key))
+            if model is None:
+                counted("none", "none", "503").inc()
+                return 503, {"error": {"message": "no model is being served yet",
+                                       "hint": "`llctl canary start V` makes a first version stable"}}
+            version = model.version
+            outputs = model.predict(rows)
+        except _TooLarge:
+            counted("none", variant, "413").inc()
+            return 413, {"error": {"message": f"the body is larger than {max_body} bytes (serving.max_body_bytes)"}}
+        except BadRequest as exc:
+            counted(version or "none", variant, "422").inc()
+            return 422, {"error": {"message": str(exc)}}
+        except Exception as exc:  # the model itself failed: logged as an error of this version, answered 500
+            ms = (time.perf_counter() - t0) * 1000
+            replica.log.add((time.time(), request_id, version, variant, 0, None, None, ms, False,
+                             f"{type(exc).__name__}: {exc}"[:500]))
+            counted(version, variant, "500").inc()
+            return 500, {"error": {"message": f"v{version} failed to predict: {type(exc).__name__}",
+                                   "request_id": request_id}}
+        ms = (time.perf_counter() - t0) * 1000
+        keys = [r.get(key_col) for r in rows] if key_col in rows[0] or any(key_col in r for r in rows) else None
+        replica.log.add((time.time(), request_id, version, variant, len(rows), keys, outputs, ms, True, None))
+        counted(version, variant, "200").inc()
+        metrics.observe(version, ms / 1000)
+        return 200, {"request_id": request_id, "version": version, "variant": variant,
+                     "generation": routing.generation, "predictions": outputs}
+
+    async def predict(request: Request) -> Response:
+        """The Starlette route (the raw ASGI path in front of the app normally answers first)."""
+        try:
+            doc_bytes = await _raw_body(request)
+        except _TooLarge:
+            doc_bytes = None
+        status, doc = predict_bytes(doc_bytes, request.headers.get("x-request-id"), request.headers.get("x-request-key"))
+        return JSONResponse(doc, status_code=status)
+
+    async def _raw_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_body:
             raise _TooLarge()
@@ -70,55 +156,7 @@ def build_app(ctx: Any, replica: Replica, *, started: bool = False) -> Starlette
             body += chunk
             if len(body) > max_body:
                 raise _TooLarge()
-        try:
-            return json.loads(body)
-        except RecursionError:
-            raise BadRequest("the body is not valid JSON (nested too deeply)") from None
-        except ValueError as exc:  # not JSON, not UTF-8, or an integer literal of more than 4300 digits
-            raise BadRequest(f"the body is not valid JSON ({str(exc).split(';')[0]})") from None
-
-    async def predict(request: Request) -> Response:
-        t0 = time.perf_counter()
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        if len(request_id) > 80:
-            return _error(422, "X-Request-Id is longer than 80 characters")
-        routing = replica.routing
-        variant, model, version = "none", None, None
-        try:
-            doc = await _json_body(request)
-            if not isinstance(doc, dict):
-                raise BadRequest('the body must be a JSON object with "row" or "rows"')
-            rows = check_rows(doc.get("rows", doc.get("row")), features, max_rows)
-            key = request.headers.get("x-request-key") or doc.get("key") or rows[0].get(key_col) or request_id
-            variant, model = routing.choose(str(key))
-            if model is None:
-                metrics.requests.labels("predict", "none", "none", "503").inc()
-                return _error(503, "no model is being served yet", hint="`llctl canary start V` makes a first version stable")
-            version = model.version
-            outputs = model.predict(rows)
-        except _TooLarge:
-            metrics.requests.labels("predict", "none", variant, "413").inc()
-            return _error(413, f"the body is larger than {max_body} bytes (serving.max_body_bytes)")
-        except BadRequest as exc:
-            metrics.requests.labels("predict", str(version or "none"), variant, "422").inc()
-            return _error(422, str(exc))
-        except Exception as exc:  # the model itself failed: logged as an error of this version, answered 500
-            ms = (time.perf_counter() - t0) * 1000
-            replica.log.add({"ts": now(), "request_id": request_id, "replica": replica.id, "version": version,
-                             "variant": variant, "n_rows": 0, "keys": None, "output": None, "latency_ms": ms,
-                             "ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]})
-            metrics.requests.labels("predict", str(version), variant, "500").inc()
-            return _error(500, f"v{version} failed to predict: {type(exc).__name__}", request_id=request_id)
-        ms = (time.perf_counter() - t0) * 1000
-        keys = [r.get(key_col) for r in rows] if any(key_col in r for r in rows) else None
-        replica.log.add({"ts": now(), "request_id": request_id, "replica": replica.id, "version": version,
-                         "variant": variant, "n_rows": len(rows), "keys": keys, "output": outputs, "latency_ms": ms,
-                         "ok": True, "error": None})
-        metrics.requests.labels("predict", str(version), variant, "200").inc()
-        metrics.latency.labels("predict", str(version)).observe(ms / 1000)
-        return JSONResponse({"request_id": request_id, "version": version, "variant": variant,
-                             "generation": routing.generation, "predictions": outputs},
-                            headers={"x-llctl-version": str(version), "x-llctl-variant": variant})
+        return body
 
     async def feedback(request: Request) -> Response:
         try:
@@ -135,10 +173,11 @@ def build_app(ctx: Any, replica: Replica, *, started: bool = False) -> Starlette
         except BadRequest as exc:
             metrics.requests.labels("feedback", "none", "none", "422").inc()
             return _error(422, str(exc))
-        rows = [{"ts": now(), "request_id": doc["request_id"][:80], "row_index": i,
-                 "label": None if v is None else str(v), "replica": replica.id} for i, v in enumerate(labels)]
+        ts = time.time()
+        rows = [{"ts": ts, "request_id": doc["request_id"][:80], "row_index": i, "label": None if v is None else str(v)}
+                for i, v in enumerate(labels)]
         for r in rows:
-            replica.log.add(r, table="feedback")
+            replica.log.add((r["ts"], r["request_id"], r["row_index"], r["label"]), table="feedback")
         metrics.requests.labels("feedback", "none", "none", "200").inc()
         return JSONResponse({"request_id": doc["request_id"], "accepted": len(rows)})
 
@@ -220,11 +259,73 @@ def build_app(ctx: Any, replica: Replica, *, started: bool = False) -> Starlette
         finally:
             replica.stop()
 
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: bad_method}, lifespan=lifespan)
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: bad_method}, lifespan=lifespan)
+    return FastPredict(app, predict_bytes, max_body)
 
 
 class _TooLarge(Exception):
     pass
+
+
+class RequestIds:
+    """Request ids unique across replicas without a uuid per request: a random prefix per process
+    and a counter."""
+
+    def __init__(self) -> None:
+        import itertools
+        import secrets
+
+        self.prefix = secrets.token_hex(6)
+        self.counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.counter):010x}"
+
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class FastPredict:
+    """ASGI in front of the Starlette app: answers POST /v1/predict directly (the hot path: no
+    request object, routing table or response class per request); everything else goes to Starlette."""
+
+    def __init__(self, app: Starlette, handler, max_body: int) -> None:
+        self.app = app
+        self.handler = handler
+        self.max_body = max_body
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/predict" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        request_id = route_key = None
+        declared = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = value
+            elif name == b"x-request-id":
+                request_id = value.decode("latin-1")
+            elif name == b"x-request-key":
+                route_key = value.decode("latin-1")
+        body: bytes | None = b""
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            body = None
+        else:
+            more = True
+            while more:
+                msg = await receive()
+                body += msg.get("body", b"")  # type: ignore[operator]
+                more = msg.get("more_body", False)
+                if len(body) > self.max_body:  # type: ignore[arg-type]
+                    body = None
+                    break
+        status, doc = self.handler(body, request_id, route_key)
+        payload = json.dumps(doc, separators=(",", ":")).encode()
+        headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
+        if status == 200:
+            headers += [(b"x-llctl-version", str(doc["version"]).encode()), (b"x-llctl-variant", doc["variant"].encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
 
 
 def from_env() -> Starlette:

@@ -85,7 +85,13 @@ class ServedModel:
                    preprocess["task"], list(preprocess["classes"]))
 
     def feeds(self, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-        feed: dict[str, np.ndarray] = {}
+        if len(rows) == 1:  # the common case, kept cheap
+            r = rows[0]
+            feed = {n: np.array([[np.nan if r.get(n) is None else r[n]]], dtype=np.float32) for n in self.numeric}
+            for n in self.categorical:
+                feed[n] = np.array([["" if r.get(n) is None else str(r[n])]], dtype=object)
+            return feed
+        feed = {}
         for name in self.numeric:
             vals = [r.get(name) for r in rows]
             feed[name] = np.array([np.nan if v is None else float(v) for v in vals], dtype=np.float32).reshape(-1, 1)

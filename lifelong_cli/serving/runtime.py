@@ -121,14 +121,19 @@ class Counters:
     flush_errors: int = 0
 
 
+PREDICTION_COLS = ("ts", "request_id", "version", "variant", "n_rows", "keys", "output", "latency_ms", "ok", "error")
+FEEDBACK_COLS = ("ts", "request_id", "row_index", "label")
+
+
 class PredictionLog:
     """Bounded queue of prediction (and feedback) records, written to the store in batches by a thread."""
 
-    def __init__(self, store: Any, max_rows: int, flush_ms: int) -> None:
+    def __init__(self, store: Any, max_rows: int, flush_ms: int, replica_id: str = "") -> None:
         self.store = store
+        self.replica_id = replica_id
         self.max_rows = max_rows
         self.flush_s = flush_ms / 1000
-        self.queue: deque[tuple[str, dict[str, Any]]] = deque()
+        self.queue: deque[tuple[str, tuple]] = deque()
         self.counters = Counters()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -137,16 +142,29 @@ class PredictionLog:
     def start(self) -> None:
         self._thread.start()
 
-    def add(self, record: dict[str, Any], table: str = "predictions") -> None:
+    def add(self, record: tuple, table: str = "predictions") -> None:
+        """A record as a tuple in the column order of PREDICTION_COLS / FEEDBACK_COLS, its time as
+        epoch seconds (converted in the writer thread, off the request path)."""
         with self._lock:
             if len(self.queue) >= self.max_rows:
                 self.queue.popleft()
                 self.counters.dropped += 1
             self.queue.append((table, record))
 
-    def _take(self, n: int = 5000) -> list[tuple[str, dict[str, Any]]]:
+    def _take(self, n: int = 5000) -> list[tuple[str, tuple]]:
         with self._lock:
             return [self.queue.popleft() for _ in range(min(n, len(self.queue)))]
+
+    def _rows(self, batch: list[tuple[str, tuple]], table: str) -> list[dict[str, Any]]:
+        cols = PREDICTION_COLS if table == "predictions" else FEEDBACK_COLS
+        out = []
+        for tb, rec in batch:
+            if tb == table:
+                row = dict(zip(cols, rec, strict=True))
+                row["ts"] = datetime.fromtimestamp(row["ts"], UTC)
+                row["replica"] = self.replica_id
+                out.append(row)
+        return out
 
     def flush(self) -> int:
         written = 0
@@ -154,7 +172,7 @@ class PredictionLog:
             try:
                 with self.store.tx() as t:
                     for table in ("predictions", "feedback"):
-                        t.insert_many(table, [r for tb, r in batch if tb == table])
+                        t.insert_many(table, self._rows(batch, table))
             except Exception as exc:  # the store is down or busy: keep the rows for the next try
                 self.counters.flush_errors += 1
                 log.warning("prediction log: cannot write %d rows to the store (%s); will retry", len(batch), exc)
@@ -193,7 +211,7 @@ class Replica:
         self.id = f"{socket.gethostname()}:{os.getpid()}" + (f"@{self.url}" if self.url else "")
         self.pool = ModelPool(self.ctx)
         self.poll_s = s.poll_ms / 1000
-        self.log = PredictionLog(self.ctx.store, s.log_queue_rows, s.log_flush_ms)
+        self.log = PredictionLog(self.ctx.store, s.log_queue_rows, s.log_flush_ms, self.id)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="llctl-follow", daemon=True)
         self._failed: tuple[int, float] | None = None
