@@ -15,6 +15,7 @@ Targets (issue: data plane):
    included: ≤ 0.5 s (subprocess wall time minus a bare ``python -c pass``).
 
     .venv/bin/python benchmarks/ingest.py [--rows 1000000] [--reps 3]
+    .venv/bin/python benchmarks/ingest.py --only drift    # part 4 alone (its 2 x 100k rows only)
 """
 
 from __future__ import annotations
@@ -315,6 +316,51 @@ def drift_check(tmp: Path, kept: dict[str, np.ndarray], env: dict[str, str], run
     return doc
 
 
+def drift_lines(drift: dict) -> list[str]:
+    return [
+        f"4. drift, scipy backend, {drift['n_cur']:,} vs {drift['n_ref']:,} rows, {N_FEATURES} features + label "
+        f"({drift['tests']} tests, drifted={drift['drifted']})",
+        f"   fresh interpreter: {drift['wall']:.3f} s wall - {drift['bare']:.3f} s python -c pass = "
+        f"{drift['net']:.3f} s (medians of {DRIFT_RUNS}, interleaved; fastest runs: {drift['net_min']:.3f} s)",
+        f"   in process: import {drift['import']:.3f} s + build arrays {drift['build']:.3f} s + compare "
+        f"{drift['compare']:.3f} s = {drift['total']:.3f} s",
+    ]
+
+
+def drift_row(drift: dict) -> tuple[str, str, str, bool]:
+    return ("drift check, fresh interpreter", f"{drift['net']:.3f} s", f"≤ {TARGET_DRIFT_SECONDS:.1f} s",
+            drift["net"] <= TARGET_DRIFT_SECONDS)
+
+
+def print_table(rows: list[tuple[str, str, str, bool | None]]) -> bool:
+    print(f"{'figure':<34}{'value':>18}   {'target':<10}result")
+    ok = True
+    for name, value, target, good in rows:
+        res = "" if good is None else ("met" if good else "MISSED")
+        ok &= good is not False
+        print(f"{name:<34}{value:>18}   {target:<10}{res}")
+    return ok
+
+
+def only_drift(keep: bool) -> int:
+    """Part 4 alone: the same 2 x DRIFT_ROWS rows as a full run (same seed and chunking), nothing else."""
+    env = bench_env()
+    tmp = Path(tempfile.mkdtemp(prefix="llctl-bench-drift-"))
+    try:
+        kept = generate(tmp / "drift.csv", 2 * DRIFT_ROWS, seed=1)
+        drift = drift_check(tmp, kept, env, runs=DRIFT_RUNS)
+    finally:
+        if keep:
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"drift benchmark only (part 4), {os.cpu_count()} cores")
+    print()
+    print("\n".join(drift_lines(drift)))
+    print()
+    return 0 if print_table([drift_row(drift)]) else 1
+
+
 # ----------------------------------------------------------------------------------------- main
 
 
@@ -323,7 +369,10 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--reps", type=int, default=3, help="repetitions of each ingest/floor run (interleaved)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (printed) for inspection")
+    ap.add_argument("--only", choices=["drift"], help="run one part alone: drift = part 4 (--rows/--reps unused)")
     args = ap.parse_args()
+    if args.only == "drift":
+        return only_drift(args.keep)
     if args.rows < 2 * DRIFT_ROWS:
         ap.error(f"--rows must be at least {2 * DRIFT_ROWS} (the drift check needs 2 x {DRIFT_ROWS} rows)")
     if args.reps < 1:
@@ -403,28 +452,16 @@ def main() -> int:
           f"{purge['rows0'] - purge['rows10']} purged)")
     print(f"   ratio                            {r_purge:7.2f} ×   target ≤ {TARGET_PURGE_RATIO:.1f} ×   (median of {READ_RUNS}, "
           f"interleaved; rules {purge['how']})")
-    print(f"4. drift, scipy backend, {drift['n_cur']:,} vs {drift['n_ref']:,} rows, {N_FEATURES} features + label "
-          f"({drift['tests']} tests, drifted={drift['drifted']})")
-    print(f"   fresh interpreter: {drift['wall']:.3f} s wall - {drift['bare']:.3f} s python -c pass = "
-          f"{drift['net']:.3f} s (medians of {DRIFT_RUNS}, interleaved; fastest runs: {drift['net_min']:.3f} s)")
-    print(f"   in process: import {drift['import']:.3f} s + build arrays {drift['build']:.3f} s + compare "
-          f"{drift['compare']:.3f} s (scipy imported inside) = {drift['total']:.3f} s")
+    print("\n".join(drift_lines(drift)))
     print()
     rows = [
         ("ingest wall time / floor", f"{r_ing:.2f} ×", f"≤ {TARGET_INGEST_RATIO:.1f} ×", r_ing <= TARGET_INGEST_RATIO),
         ("ingest throughput", f"{n / t_ing:,.0f} rows/s", "(info)", None),
         (f"peak RSS {n:,} / {small_n:,} rows", f"{r_mem:.2f} ×", f"≤ {TARGET_MEM_RATIO:.1f} ×", r_mem <= TARGET_MEM_RATIO),
         ("read_rows 10 rules / 0 rules", f"{r_purge:.2f} ×", f"≤ {TARGET_PURGE_RATIO:.1f} ×", r_purge <= TARGET_PURGE_RATIO),
-        ("drift check, fresh interpreter", f"{drift['net']:.3f} s", f"≤ {TARGET_DRIFT_SECONDS:.1f} s",
-         drift["net"] <= TARGET_DRIFT_SECONDS),
+        drift_row(drift),
     ]
-    print(f"{'figure':<34}{'value':>18}   {'target':<10}result")
-    ok = True
-    for name, value, target, good in rows:
-        res = "" if good is None else ("met" if good else "MISSED")
-        ok &= good is not False
-        print(f"{name:<34}{value:>18}   {target:<10}{res}")
-    return 0 if ok else 1
+    return 0 if print_table(rows) else 1
 
 
 if __name__ == "__main__":

@@ -5,10 +5,10 @@ importing ``scipy.stats`` (0.5-1 s of a fresh interpreter's start on a small mac
 ``scipy.special`` costs ~0.3 s), so a drift check in a new process stays well under half a second.
 The module name and the backend name ``scipy`` are kept: these are scipy's tests, to scipy's numbers.
 
-KS: the statistic is computed with one argsort per column and is bit-identical to ``ks_2samp``'s. The
-p-value is ``ks_2samp``'s asymptotic one, the survival function of the two-sided one-sample Kolmogorov
-statistic ``D_n`` at ``n = round(n1*n2/(n1+n2))`` (``scipy.stats.kstwo.sf``), computed here with the
-regime choice Simard & L'Ecuyer (2011) recommend, as scipy does:
+KS: the statistic is computed with two sorts and one merge per column and is bit-identical to
+``ks_2samp``'s. The p-value is ``ks_2samp``'s asymptotic one, the survival function of the two-sided
+one-sample Kolmogorov statistic ``D_n`` at ``n = round(n1*n2/(n1+n2))`` (``scipy.stats.kstwo.sf``),
+computed here with the regime choice Simard & L'Ecuyer (2011) recommend, as scipy does:
 
 * closed forms where they exist (``n*d <= 1``: Ruben-Gambino; ``n*d >= n-1`` and ``d >= 1/2``: twice
   the one-sided Smirnov probability, which is then exact);
@@ -19,18 +19,21 @@ regime choice Simard & L'Ecuyer (2011) recommend, as scipy does:
   matrix method (Marsaglia, Tsang and Wang 2003), with rescaled repeated squaring;
 * elsewhere: the Pelz-Good asymptotic series (four terms, up to ``n^-3/2``).
 
-Agreement with ``scipy.stats.kstwo.sf(d, n)`` (scipy 1.17), measured by tests/unit/test_drift.py over a
-dense sweep of n from 1 to 10^6 and d across the whole range: max absolute error below 1e-9, relative
-error below 1e-8 wherever the p-value exceeds 1e-300 (both compute the same quantities, so the two
-differ by rounding only). ``asymp`` rather than scipy's default ``auto`` (exact below 10,000 rows)
-because alibi-detect's KSDrift uses ``asymp`` and both backends must agree.
+Agreement with ``scipy.stats.kstwo.sf(d, n)`` (scipy 1.17): both compute the same quantities, so they
+differ by rounding only. Measured over ~49,000 points (n from 1 to 10^6, d over [0, 1], both sides of
+every switch between methods): max absolute error 1.2e-13, max relative error 1.1e-10 where p > 1e-300
+(beyond that both are 0 or denormal). tests/unit/test_drift.py asserts 1e-9 absolute and 1e-8 relative on
+a smaller sweep. One deliberate difference: n = 0 (samples of 1 and 1) gives p = 1 where scipy gives NaN.
+``asymp`` rather than scipy's default ``auto`` (exact below 10,000 rows) because alibi-detect's KSDrift
+uses ``asymp`` and both backends must agree.
 
 Chi-square: the homogeneity test of the 2 x k table of category counts (reference row, current row) over
 the union of categories, as ``chi2_contingency`` computes it: expected counts from the margins, Yates'
 continuity correction when there is one degree of freedom (k == 2: each ``|observed - expected|`` moves
 ``min(0.5, |observed - expected|)`` toward zero), statistic ``sum((o - e)^2 / e)``, p-value the
 chi-square survival function (a regularized upper incomplete gamma: series or continued fraction); p=1
-(statistic 0) with a single category. Agreement with scipy: relative error below 1e-9 (tests).
+(statistic 0) with a single category. Agreement with scipy, measured: statistic to 1e-15 relative,
+p-value to 2e-10 relative (dof up to 10^5; 1e-13 below dof 100).
 """
 
 from __future__ import annotations
@@ -48,8 +51,10 @@ from lifelong_cli.drift.base import BaseDriftDetector, CategoricalPair
 def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
     """Two-sided two-sample KS statistic sup|F_a - F_b| (exactly ``ks_2samp``'s ``statistic``)."""
     n1, n2 = a.size, b.size
-    both = np.concatenate([a, b])
-    order = np.argsort(both)
+    # Sort each sample (numpy's SIMD sort), then merge the two sorted runs: a stable argsort of their
+    # concatenation is one linear merge (timsort), ~25% faster than an argsort of the unsorted values.
+    both = np.concatenate([np.sort(a), np.sort(b)])
+    order = np.argsort(both, kind="stable")
     values = both[order]
     count_a = np.cumsum(order < n1)  # how many of a among the first j+1 merged values
     # Evaluate the ECDFs only after the last of each run of equal values (ties across a and b included).
@@ -74,14 +79,15 @@ _STIRLING_TABLE = np.array(
 def _stirling_error(k: np.ndarray) -> np.ndarray:
     """``s(k) = log(k!) - (k + 1/2) log k + k - log(2 pi)/2`` for integers k >= 1 (array in, array out)."""
     k = np.asarray(k, dtype=np.float64)
-    out = np.empty_like(k)
-    small = k < _STIRLING_TABLE_SIZE
-    out[small] = _STIRLING_TABLE[k[small].astype(np.int64)]
-    big = ~small
-    r = 1.0 / k[big]
+    r = 1.0 / k
     r2 = r * r
+    if k.min() >= 1000.0:  # 1/12k - 1/360k^3; the next term is below 1e-18
+        return r * (1 / 12 - r2 / 360)
     # 1/12k - 1/360k^3 + 1/1260k^5 - 1/1680k^7 + 1/1188k^9; the next term is below 1e-16 relative at k=16.
-    out[big] = r * (1 / 12 - r2 * (1 / 360 - r2 * (1 / 1260 - r2 * (1 / 1680 - r2 / 1188))))
+    out = r * (1 / 12 - r2 * (1 / 360 - r2 * (1 / 1260 - r2 * (1 / 1680 - r2 / 1188))))
+    small = k < _STIRLING_TABLE_SIZE
+    if small.any():
+        out[small] = _STIRLING_TABLE[k[small].astype(np.int64)]
     return out
 
 
@@ -89,32 +95,42 @@ def _log_factorial(n: int) -> float:
     return math.lgamma(n + 1.0)
 
 
+_SMIRNOV_CHUNK = 1 << 16
+
+
 def smirnov_sf(n: int, d: float) -> float:
     """``P(D_n^+ >= d)``: the exact one-sided one-sample Kolmogorov-Smirnov survival function.
 
     Birnbaum-Tingey: ``d * sum_{j=0}^{floor(n(1-d))} C(n,j) (1-d-j/n)^(n-j) (d+j/n)^(j-1)``. Every term is
-    positive; each is evaluated in logs as ``(d/p) * C(n,j) p^j (1-p)^(n-j)`` with ``p = d + j/n``, the
-    binomial coefficient written with Stirling's series so that nothing of size ``n log n`` cancels."""
+    positive; each is evaluated in logs as ``(d/p) * C(n,j) p^j (1-p)^(n-j)`` with ``p = d + j/n`` and the
+    binomial coefficient written with Stirling's series, so that nothing of size ``n log n`` cancels
+    (relative error ~1e-10 at n = 10^6). O(n) work, in chunks, summed as ``exp(top) * sum(exp(log - top))``."""
     if not d > 0.0:
         return 1.0
-    if d >= 1.0:
+    if d >= 1.0 or 2.0 * n * d * d > 745.2:  # below exp(-2nd^2) (Dvoretzky-Kiefer-Wolfowitz): 0 in doubles
         return 0.0
     nd = n * d
-    j = np.arange(1, int(math.floor(n - nd)) + 1, dtype=np.float64)
-    j = j[n - j - nd > 0]  # the term at j = n(1-d) exactly is 0
-    logs = [n * math.log1p(-d)]  # j = 0: (1-d)^n
-    if j.size:
+    top = n * math.log1p(-d)  # j = 0: (1-d)^n
+    total = 1.0
+    log_d = math.log(d)
+    s_n = float(_stirling_error(np.array([n]))[0])
+    last = int(math.floor(n - nd))
+    for start in range(1, last + 1, _SMIRNOV_CHUNK):
+        j = np.arange(start, min(start + _SMIRNOV_CHUNK, last + 1), dtype=np.float64)
         nj = n - j
-        log_terms = (
-            math.log(d) - np.log(d + j / n)
-            + j * np.log1p(nd / j) + nj * np.log1p(-nd / nj)
-            + 0.5 * np.log(n / (j * nj)) - _HALF_LOG_2PI
-            + _stirling_error(np.array([n]))[0] - _stirling_error(j) - _stirling_error(nj)
-        )
-        top = max(logs[0], float(log_terms.max()))
-        total = math.exp(logs[0] - top) + float(np.exp(log_terms - top).sum())
-    else:
-        top, total = logs[0], 1.0
+        j = j[nj > nd]  # the term at j = n(1-d) exactly is 0
+        if not j.size:
+            continue
+        nj = n - j
+        # j log(1 + nd/j) + (n-j) log(1 - nd/(n-j)): log of the ratio (numpy's log1p is ~4x slower), an
+        # absolute error of ~n * 1e-16 in the exponent.
+        logs = (j * np.log((j + nd) / j) + nj * np.log((nj - nd) / nj) + np.log(np.sqrt(n / (j * nj)) / (d + j / n))
+                + (log_d - _HALF_LOG_2PI + s_n) - _stirling_error(j) - _stirling_error(nj))
+        chunk_top = float(logs.max())
+        if chunk_top > top:
+            total *= math.exp(top - chunk_top)
+            top = chunk_top
+        total += float(np.exp(logs - top).sum())
     return min(1.0, math.exp(top) * total)
 
 
@@ -180,14 +196,15 @@ def _kolmogorov_cdf_pelz_good(n: int, d: float) -> float:
     ei = np.exp(-ki2 / (2.0 * z2))
     z4, z6 = z2 * z2, z2 * z2 * z2
     z8 = z4 * z4
+    # K1..K3 sum over all integers k: twice the sums over k >= 0 (k >= 1 for the integer terms).
     k0 = math.sqrt(2.0 * math.pi) / z * float(eh.sum())
-    k1 = _SQRT_HALF_PI / (6.0 * z4) * float(((kh2 - z2) * eh).sum())
+    k1 = _SQRT_HALF_PI / (3.0 * z4) * float(((kh2 - z2) * eh).sum())
     poly2 = (6 * z6 + 2 * z4) + (2 * z4 - 5 * z2) * kh2 + (1 - 2 * z2) * kh2 * kh2
-    k2 = (_SQRT_HALF_PI / (72.0 * z6 * z) * float((poly2 * eh).sum())
-          - _SQRT_HALF_PI / (36.0 * z2 * z) * float((ki2 * ei).sum()))
+    k2 = (_SQRT_HALF_PI / (36.0 * z6 * z) * float((poly2 * eh).sum())
+          - _SQRT_HALF_PI / (18.0 * z2 * z) * float((ki2 * ei).sum()))
     poly3 = (((5 - 30 * z2) * kh2 + (212 * z4 - 60 * z2)) * kh2 + (135 * z4 - 96 * z6)) * kh2 - (30 * z6 + 90 * z8)
-    k3 = (_SQRT_HALF_PI / (6480.0 * z8 * z2) * float((poly3 * eh).sum())
-          + _SQRT_HALF_PI / (216.0 * z6) * float(((3 * z2 - ki2) * ki2 * ei).sum()))
+    k3 = (_SQRT_HALF_PI / (3240.0 * z8 * z2) * float((poly3 * eh).sum())
+          + _SQRT_HALF_PI / (108.0 * z6) * float(((3 * z2 - ki2) * ki2 * ei).sum()))
     rn = math.sqrt(n)
     cdf = k0 + k1 / rn + k2 / n + k3 / (n * rn)
     return min(1.0, max(0.0, cdf))
@@ -316,7 +333,7 @@ class ScipyDriftDetector(BaseDriftDetector):
     def _ks_tests(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[tuple[float, float]]:
         workers = min(len(pairs), _cpus())
         if workers > 1 and sum(a.size + b.size for a, b in pairs) >= _PARALLEL_MIN_VALUES:
-            # numpy's argsort releases the GIL: columns in parallel halve a wide batch's time on 2 cores.
+            # numpy's sorts release the GIL: columns in parallel halve a wide batch's time on 2 cores.
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llctl-ks") as pool:
                 stats = list(pool.map(lambda ab: ks_statistic(*ab), pairs))
         else:
