@@ -158,6 +158,7 @@ class CanarySettings(_Section):
     alpha: float = Field(0.01, gt=0.0, lt=1.0)
     max_error_rate_increase: float = Field(0.01, ge=0.0)
     max_latency_ratio: float = Field(2.0, ge=1.0)
+    min_latency_increase_ms: float = Field(2.0, ge=0.0)
     max_accuracy_drop: float = Field(0.05, ge=0.0)
     max_prediction_shift: float = Field(0.25, ge=0.0, le=1.0)
 

@@ -102,6 +102,7 @@ def rollback(
     last_good: Annotated[bool, typer.Option("--last-good", help="The newest version that passed validation, served healthily and was not trained on purged data.")] = False,
     before: Annotated[str | None, typer.Option("--before", help="The newest last-good version created before this time (ISO or 2h).")] = None,
     serving_only: Annotated[bool, typer.Option("--serving-only", help="Leave the training head where it is.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Roll back to a version validation rejected or a purge tainted (needs --reason).")] = False,
     reason: Annotated[str | None, typer.Option("--reason", "-r", help="Why (recorded in the audit log).")] = None,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
@@ -113,4 +114,4 @@ def rollback(
 
     ctx = app_ctx(tctx, json_out=json_out)
     run(ctx, lambda: op(ctx, to=to, last_good=last_good, before=before, serving_only=serving_only, reason=reason,
-                        dry_run=dry_run), _say)
+                        dry_run=dry_run, force=force), _say)

@@ -66,8 +66,9 @@ canary_app = typer.Typer(help="Shift traffic to a pushed version in steps, analy
 def _render_canary(ctx, r) -> None:
     a = r.analysis
     if a and a.get("figures"):
-        ctx.say(f"analysis: {a['verdict']} — requests stable {a['requests']['stable']}, canary {a['requests']['canary']} "
-                f"({a['requests']['canary_at_step']} at this step)")
+        q = a["requests"]
+        ctx.say(f"analysis: {a['verdict']} — requests at this step: stable {q['stable']}, canary {q['canary']} "
+                f"(since the canary began: {q.get('stable_total', '?')}, {q.get('canary_total', '?')})")
         for f in a["figures"]:
             figs = ", ".join(f"{k}={v}" for k, v in f.items() if k not in ("name", "status", "stable_classes", "canary_classes"))
             ctx.say(f"  {f['name']:<18} {f['status']:<8} {figs}")

@@ -1,7 +1,7 @@
 """Drift detection: is the current batch distributed like the reference?
 
 ``get_detector("scipy" | "alibi", **opts)`` returns a :class:`DriftDetector`; its ``compare(...)`` returns a
-:class:`DriftReport`. Backends are imported when asked for (scipy and alibi-detect are heavy imports).
+:class:`DriftReport`. Backends are imported when asked for (alibi-detect is a heavy import; the default needs only numpy).
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ backend reaches the same verdict on the same data:
 * the multiple-testing correction (Bonferroni or Benjamini-Hochberg) across all KS and chi-square
   tests of one report, and the report itself.
 
-Only numpy is imported here; scipy and alibi-detect are imported by the backends when they run.
+Only numpy is imported here. The default backend needs nothing more (it computes scipy's tests in numpy);
+alibi-detect is imported by its backend when it runs.
 """
 
 from __future__ import annotations

@@ -179,9 +179,19 @@ def step(ctx: AppContext, *, reason: str | None = None) -> CanaryResult:
     dep, a = analysis(ctx)
     assert a is not None
     if a["verdict"] == "fail":
-        r = abort(ctx, reason=f"automatic: canary analysis failed ({', '.join(a['failed'])})", automatic=True, analysis=a)
-        return CanaryResult("step", "aborted", dep["canary_version"], dep["stable_version"], 0.0, True, a, r.confirm,
-                            r.message, r.next, exit_code=3)
+        before = dep.get("canary_analysis") or {}
+        confirmed = before.get("verdict") == "fail" and before.get("share") == a["share"]
+        if confirmed:
+            r = abort(ctx, reason=f"automatic: canary analysis failed twice in a row ({', '.join(a['failed'])})",
+                      automatic=True, analysis=a)
+            return CanaryResult("step", "aborted", dep["canary_version"], dep["stable_version"], 0.0, True, a, r.confirm,
+                                r.message, r.next, exit_code=3)
+        _store_analysis(ctx, dep, a, canary_state="suspect")
+        dep, _ = _read(ctx)
+        return _result("step", dep, changed=False, analysis=a,
+                       message=f"canary v{dep['canary_version']} at {dep['canary_share']:.0%} FAILED {', '.join(a['failed'])}; "
+                       "held, and aborted if the next look confirms it",
+                       next="`llctl canary step` again (or `llctl canary abort` now)")
     if a["verdict"] == "inconclusive":
         _store_analysis(ctx, dep, a, canary_state="holding")
         dep, _ = _read(ctx)
@@ -207,12 +217,15 @@ def step(ctx: AppContext, *, reason: str | None = None) -> CanaryResult:
     confirm = _confirm(ctx, gen)
     dep, _ = _read(ctx)
     return _result("step", dep, changed=True, analysis=a, confirm=confirm,
-                   message=f"canary v{dep['canary_version']}: {a['requests']['canary']} requests passed; now {share:.0%} "
+                   message=f"canary v{dep['canary_version']}: {a['requests']['canary']} requests at this step passed; now {share:.0%} "
                    f"of traffic{replicas.describe(confirm)}",
                    next="`llctl canary step` again after the next window" if share < 1 else "one more passing window, then promote")
 
 
-def promote(ctx: AppContext, *, reason: str | None = None, force: bool = False) -> CanaryResult:
+def promote(ctx: AppContext, *, reason: str | None = None, force: bool = False,
+            analysis_done: dict[str, Any] | None = None) -> CanaryResult:
+    """Make the canary stable. ``analysis_done``: the analysis a passing step just made (watch), used
+    instead of a fresh one that, a moment later, could disagree by chance."""
     from lifelong_cli.store import deployment, replicas
 
     dep, state = _read(ctx)
@@ -220,8 +233,11 @@ def promote(ctx: AppContext, *, reason: str | None = None, force: bool = False) 
         raise _halted(state, "canary promote")
     if dep["canary_version"] is None:
         raise PreconditionError("nothing to promote: no canary is running", hint="`llctl canary start V`")
-    dep, a = analysis(ctx)
-    assert a is not None
+    if analysis_done is not None:
+        a = analysis_done
+    else:
+        dep, a = analysis(ctx)
+        assert a is not None
     if a["verdict"] == "fail" and not force:
         raise CheckFailedError(f"canary v{dep['canary_version']} fails its analysis ({', '.join(a['failed'])}); not promoted",
                                hint="`llctl canary abort`; or --force --reason to promote anyway")
@@ -299,7 +315,7 @@ def watch(ctx: AppContext, *, timeout: float = 3600.0, interval: float = 5.0,
                                     r.next, exit_code=3, events=events)
             if r.state == "complete":
                 say(msg)
-                p = promote(ctx, reason="canary watch: every step passed")
+                p = promote(ctx, reason="canary watch: every step passed", analysis_done=r.analysis)
                 say(p.message)
                 events.append({"at": ctx.now(), "state": "promoted", "share": 1.0, "message": p.message})
                 return CanaryResult("watch", "promoted", p.stable, p.stable, 0.0, True, p.analysis, p.confirm, p.message,

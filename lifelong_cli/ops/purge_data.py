@@ -94,6 +94,10 @@ def purge_data(ctx: AppContext, *, reason: str, from_: str | None = None, to: st
         everything = rd.read_rows(conn, data, schema, trainable_only=False, holdout="include", apply_purge=False)
         rules = rd.active_rules(conn)
         radius_versions = _versions(conn)
+        from lifelong_cli.ops.rollback import _good_candidates
+        from lifelong_cli.store.sql import Tx
+
+        eligible = [c["id"] for c in _good_candidates(Tx.from_sa(conn))]
     rule = rd.PurgeRule(0, spec)
     hit = rule.mask(everything, schema)
     already = rd.purge_mask(everything, rules, schema) if rules else pc.and_(hit, False)
@@ -103,7 +107,7 @@ def purge_data(ctx: AppContext, *, reason: str, from_: str | None = None, to: st
     affected_tbl = everything.filter(hit)
     batches_affected = sorted(set(affected_tbl[rd.BATCH].to_pylist()))
     seqs = {s for s in affected_tbl[rd.TRAINABLE_SEQ].to_pylist() if s is not None}
-    radius = blast_radius(radius_versions, seqs)
+    radius = blast_radius(radius_versions, seqs, eligible=eligible)
     what = "would hide" if dry_run else ("removed" if hard else "hid")
     if dry_run:
         return PurgeResult(None, spec, rows_affected, rows_already, batches_affected, radius, hard, True,
@@ -164,9 +168,11 @@ def _versions(conn) -> list[dict[str, Any]]:
                                          .order_by(mv.c.id)).mappings()]
 
 
-def blast_radius(versions: list[dict[str, Any]], seqs: set[int]) -> dict[str, Any]:
+def blast_radius(versions: list[dict[str, Any]], seqs: set[int], eligible: list[int] | None = None) -> dict[str, Any]:
     """Versions whose lineage (their own data range and their ancestors') includes an affected row,
-    and the newest version whose lineage does not."""
+    and the newest version whose lineage does not — among ``eligible`` when given (the "last good"
+    candidates: passed validation, not demoted, not tainted by other purges), so that it is a version
+    it is safe to roll back to."""
     by_id = {v["id"]: v for v in versions}
     own = {v["id"]: (v["seq_from"] is not None and v["seq_to"] is not None
                      and any(v["seq_from"] <= s <= v["seq_to"] for s in seqs)) for v in versions}
@@ -181,8 +187,12 @@ def blast_radius(versions: list[dict[str, Any]], seqs: set[int]) -> dict[str, An
             guard += 1
         if hit:
             affected.append(v["id"])
-    clean = [v["id"] for v in versions if v["id"] not in set(affected)]
-    return {"affected_versions": affected, "last_clean_version": clean[-1] if clean else None}
+    hit = set(affected)
+    clean = [v["id"] for v in versions if v["id"] not in hit]
+    if eligible is not None:
+        ok = set(eligible)
+        clean = [v for v in clean if v in ok]
+    return {"affected_versions": affected, "last_clean_version": max(clean) if clean else None}
 
 
 def undo_purge(ctx: AppContext, *, rule_id: int, reason: str | None = None, dry_run: bool = False) -> UndoPurgeResult:

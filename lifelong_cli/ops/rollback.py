@@ -13,7 +13,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lifelong_cli.errors import CheckFailedError, ModelVersionNotFoundError, NotFoundError, UsageError
+from lifelong_cli.errors import (
+    CheckFailedError,
+    ModelVersionNotFoundError,
+    NotFoundError,
+    PreconditionError,
+    UsageError,
+)
 from lifelong_cli.ops._base import Result, audited
 
 if TYPE_CHECKING:
@@ -74,6 +80,15 @@ def _fallback_doc(ref: dict[str, Any], cache_root: Path) -> dict[str, Any]:
     return json.loads(_local_path(ref, cache_root).read_bytes())
 
 
+def _tainted(t) -> set[int]:
+    """Versions trained on rows that an active (or hard) purge rule removed."""
+    out: set[int] = set()
+    for r in t.rows("SELECT blast_radius FROM purge_rules WHERE active = :t OR hard = :t", {"t": True},
+                    types={"blast_radius": "json"}):
+        out |= set((r["blast_radius"] or {}).get("affected_versions", []))
+    return out
+
+
 def _good_candidates(t, before: int | None = None) -> list[dict[str, Any]]:
     """"Last good" candidates, newest first: a passed verdict, not trained on data an active (or hard)
     purge hides, not demoted (rolled back from, or its canary aborted by analysis), and — once any
@@ -82,32 +97,36 @@ def _good_candidates(t, before: int | None = None) -> list[dict[str, Any]]:
                   "WHERE v.demoted_at IS NULL AND EXISTS "
                   "(SELECT 1 FROM validations x WHERE x.version_id = v.id AND x.verdict = 'passed' AND x.id = "
                   "(SELECT max(y.id) FROM validations y WHERE y.version_id = v.id)) ORDER BY v.id DESC", types=VTYPES)
-    tainted: set[int] = set()
-    for r in t.rows("SELECT blast_radius FROM purge_rules WHERE active = :t OR hard = :t", {"t": True},
-                    types={"blast_radius": "json"}):
-        tainted |= set((r["blast_radius"] or {}).get("affected_versions", []))
+    tainted = _tainted(t)
     rows = [r for r in rows if r["id"] not in tainted and (before is None or r["id"] < before)]
     served = [r for r in rows if r["promoted_at"] is not None]
     return served or rows
 
 
 def rollback(ctx: AppContext, *, to: int | None = None, last_good: bool = False, before: str | None = None,
-             serving_only: bool = False, reason: str | None = None, dry_run: bool = False) -> RollbackResult:
+             serving_only: bool = False, reason: str | None = None, dry_run: bool = False,
+             force: bool = False) -> RollbackResult:
     """Make an earlier version stable (aborting any canary) and, unless ``serving_only``, the
     training head, so that `resume` + `train` continue from it."""
     from lifelong_cli.ops.audit import parse_time
     from lifelong_cli.store import deployment, replicas
 
+    if force and not reason:
+        raise UsageError("--force needs --reason (it is recorded in the audit log)", hint="llctl rollback --to 6 --force --reason '...'")
     if sum(x is not None and x is not False for x in (to, last_good or None, before)) != 1:
         raise UsageError("give exactly one of --to V, --last-good, --before TIME", hint="llctl rollback --last-good")
     cache = ctx.config.registry_root
     with ctx.store.tx(write=False) as t:
         dep = deployment.get(t)
+        why = None
         if to is not None:
             target = t.row("SELECT id, created_at, artifacts FROM model_versions WHERE id = :v", {"v": to}, types=VTYPES)
             if target is None:
                 raise ModelVersionNotFoundError(f"no model version {to}", hint="`llctl versions` lists them")
             candidates = [target]
+            verdict = t.scalar("SELECT verdict FROM validations WHERE version_id = :v ORDER BY id DESC LIMIT 1", {"v": to})
+            why = ("was rejected by validation" if verdict == "rejected"
+                   else "was trained on data a purge rule removed" if to in _tainted(t) else None)
         else:
             candidates = _good_candidates(t)
             if before is not None:
@@ -131,6 +150,11 @@ def rollback(ctx: AppContext, *, to: int | None = None, last_good: bool = False,
     if target is None:
         raise CheckFailedError(f"no last-good version passes its checksums ({problem})",
                                hint="`llctl fallback on` serves a simple fallback")
+    if to is not None and why and not force:
+        good = [v for v in fallback_next if v != to]
+        raise PreconditionError(f"v{to} {why}; nothing changed",
+                                hint=(f"roll back to v{good[0]} (last good) instead, or " if good else "")
+                                + "--force --reason to serve it anyway")
     v = target["id"]
     changes: dict[str, Any] = {"stable_version": v, "canary_version": None, "canary_share": 0.0, "canary_step": None,
                                "canary_state": "aborted" if dep["canary_version"] else dep["canary_state"]}
@@ -142,7 +166,7 @@ def rollback(ctx: AppContext, *, to: int | None = None, last_good: bool = False,
                               + (f" (from v{dep['stable_version']})" if dep["stable_version"] else "")
                               + ("" if serving_only else f" and move the training head to v{v}"),
                               next="run again without --dry-run")
-    args = {"to": to, "last_good": last_good, "before": before, "serving_only": serving_only}
+    args = {"to": to, "last_good": last_good, "before": before, "serving_only": serving_only, "force": force}
     with audited(ctx, "rollback", args=args, reason=reason) as (t, entry):
         gen = deployment.update_locked(t, actor=ctx.actor, now=ctx.now(), **changes)
         if dep["stable_version"] and dep["stable_version"] > v:

@@ -10,10 +10,16 @@ difference is both larger than its configured margin and significant at ``canary
 - labelled accuracy (once ``canary.min_labelled`` feedback labels arrived on each side): the drop
   (Fisher's exact test on right/wrong counts); for regression, mean absolute error (Mann-Whitney U).
 
+Window: both sides are compared over the current step only (the traffic split, the load and the
+users change between steps, so mixing steps turns any trend over time into a difference between
+arms); at the 100% step stable takes no traffic, so its side is everything since the canary began.
+A latency difference must also exceed ``canary.min_latency_increase_ms`` in absolute terms.
+
 Verdict: ``fail`` if any figure fails; else ``inconclusive`` while either side has fewer than
-``canary.min_requests`` requests, the step is younger than ``canary.min_step_seconds``, or the
-canary has fewer than ``min_requests`` requests at the current step; else ``pass``. Missing
-feedback never blocks a step (it is reported as waiting)."""
+``canary.min_requests`` requests in the window or the step is younger than
+``canary.min_step_seconds``; else ``pass``. Missing feedback never blocks a step (it is reported as
+waiting). ``ops/canary.py`` aborts only when a fail is confirmed by the next look, so one unlucky
+test among the many a watch makes does not kill a good version."""
 
 from __future__ import annotations
 
@@ -31,31 +37,32 @@ def _load(t, dep: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[dict[
     """Counts over the whole canary (in SQL); latencies and outputs from the newest SAMPLE requests
     per side; labelled pairs from the newest SAMPLE feedback rows — so the cost stays bounded however
     long the canary runs."""
-    since = {"since": dep["canary_started_at"], "s": dep["stable_version"], "c": dep["canary_version"], "t": True}
-    arm_sql = "((p.variant = 'stable' AND p.version = :s) OR (p.variant = 'canary' AND p.version = :c))"
-    counts = {r["variant"]: r for r in t.rows(
-        f"SELECT p.variant, count(*) AS n, sum(CASE WHEN p.ok = :t THEN 0 ELSE 1 END) AS errors, "
-        f"sum(CASE WHEN p.ts >= :step THEN 1 ELSE 0 END) AS at_step FROM predictions p "
-        f"WHERE p.ts >= :since AND {arm_sql} GROUP BY p.variant",
-        {**since, "step": dep["canary_step_started_at"] or dep["canary_started_at"]})}
+    step = dep["canary_step_started_at"] or dep["canary_started_at"]
+    full = float(dep["canary_share"] or 0.0) >= 1.0
+    windows = {"stable": dep["canary_started_at"] if full else step, "canary": step}
+    versions = {"stable": dep["stable_version"], "canary": dep["canary_version"]}
     arms: dict[str, dict[str, Any]] = {}
     for arm in ("stable", "canary"):
-        recent = t.rows(f"SELECT p.latency_ms, p.output FROM predictions p WHERE p.ts >= :since AND p.ok = :t "
-                        f"AND p.variant = :arm AND p.version = :v ORDER BY p.id DESC LIMIT {SAMPLE}",
-                        {"since": dep["canary_started_at"], "t": True, "arm": arm,
-                         "v": dep["stable_version"] if arm == "stable" else dep["canary_version"]},
-                        types={"output": "json"})
-        c = counts.get(arm) or {"n": 0, "errors": 0, "at_step": 0}
+        p = {"since": windows[arm], "arm": arm, "v": versions[arm], "t": True}
+        c = t.row("SELECT count(*) AS n, sum(CASE WHEN ok = :t THEN 0 ELSE 1 END) AS errors FROM predictions "
+                  "WHERE ts >= :since AND variant = :arm AND version = :v", p)
+        recent = t.rows(f"SELECT latency_ms, output FROM predictions WHERE ts >= :since AND ok = :t "
+                        f"AND variant = :arm AND version = :v ORDER BY id DESC LIMIT {SAMPLE}", p, types={"output": "json"})
+        total = t.scalar("SELECT count(*) FROM predictions WHERE ts >= :since AND variant = :arm AND version = :v",
+                         {**p, "since": dep["canary_started_at"]})
         arms[arm] = {
             "requests": int(c["n"] or 0),
             "errors": int(c["errors"] or 0),
             "latency_ms": np.array([r["latency_ms"] for r in recent], dtype=float),
             "outputs": [o for r in recent if r["output"] for o in r["output"]],
-            "at_step": int(c["at_step"] or 0) if dep["canary_step_started_at"] else 0,
+            "total": int(total or 0),
         }
     labelled = t.rows(f"SELECT p.variant, p.output, f.row_index, f.label FROM predictions p JOIN feedback f "
-                      f"ON f.request_id = p.request_id WHERE p.ts >= :since AND p.ok = :t AND {arm_sql} "
-                      f"ORDER BY f.id DESC LIMIT {SAMPLE}", since, types={"output": "json"})
+                      f"ON f.request_id = p.request_id WHERE p.ok = :t AND ("
+                      f"(p.variant = 'stable' AND p.version = :s AND p.ts >= :ss) OR "
+                      f"(p.variant = 'canary' AND p.version = :c AND p.ts >= :cs)) ORDER BY f.id DESC LIMIT {SAMPLE}",
+                      {"t": True, "s": versions["stable"], "c": versions["canary"], "ss": windows["stable"],
+                       "cs": windows["canary"]}, types={"output": "json"})
     return arms, labelled
 
 
@@ -97,7 +104,7 @@ def analyse(t, dep: dict[str, Any], settings: Any, now: datetime, task: str) -> 
         sp, kp = float(np.percentile(s["latency_ms"], 95)), float(np.percentile(k["latency_ms"], 95))
         ratio = kp / sp if sp > 0 else float("inf")
         p = mannwhitneyu(k["latency_ms"], s["latency_ms"], alternative="greater").pvalue
-        bad = ratio > c.max_latency_ratio and p < c.alpha
+        bad = ratio > c.max_latency_ratio and kp - sp > c.min_latency_increase_ms and p < c.alpha
         figures.append(_figure("p95_latency_ms", "fail" if bad else "pass", stable=round(sp, 3), canary=round(kp, 3),
                                ratio=_json_float(ratio), p_value=_json_float(p), threshold=f"x{c.max_latency_ratio:g}"))
 
@@ -165,16 +172,15 @@ def analyse(t, dep: dict[str, Any], settings: Any, now: datetime, task: str) -> 
     step_age = (now - dep["canary_step_started_at"]).total_seconds() if dep["canary_step_started_at"] else 0.0
     waiting_for = []
     if s["requests"] < c.min_requests:
-        waiting_for.append(f"stable has {s['requests']} of {c.min_requests} requests")
+        waiting_for.append(f"stable has {s['requests']} of {c.min_requests} requests at this step")
     if k["requests"] < c.min_requests:
-        waiting_for.append(f"canary has {k['requests']} of {c.min_requests} requests")
-    elif k["at_step"] < c.min_requests:
-        waiting_for.append(f"canary has {k['at_step']} of {c.min_requests} requests at this step")
+        waiting_for.append(f"canary has {k['requests']} of {c.min_requests} requests at this step")
     if step_age < c.min_step_seconds:
         waiting_for.append(f"the step is {step_age:.0f} s old, steps last at least {c.min_step_seconds:g} s")
     verdict = "fail" if failed else ("inconclusive" if waiting_for else "pass")
     return json.loads(json.dumps({
         "verdict": verdict, "failed": failed, "waiting_for": waiting_for, "at": now.isoformat().replace("+00:00", "Z"),
         "share": dep["canary_share"], "step_age_seconds": round(step_age, 1),
-        "requests": {"stable": s["requests"], "canary": k["requests"], "canary_at_step": k["at_step"]},
+        "requests": {"stable": s["requests"], "canary": k["requests"], "stable_total": s["total"],
+                     "canary_total": k["total"]},
         "figures": figures}, default=float))

@@ -120,3 +120,27 @@ def test_last_good_means_served_healthily_once_anything_was_promoted(three):
     rollback(three, to=2, reason="false alarm")  # naming it again vouches for it; rolling forward demotes nothing
     with three.store.tx(write=False) as t:
         assert t.scalar("SELECT count(*) FROM model_versions WHERE demoted_at IS NOT NULL") == 0
+
+
+def test_rollback_to_a_rejected_or_tainted_version_needs_force(three):
+    from lifelong_cli.errors import PreconditionError
+
+    with three.store.tx() as t:
+        t.insert("validations", {"version_id": 3, "created_at": three.now(), "actor": "t", "verdict": "rejected", "gates": []})
+    with pytest.raises(PreconditionError, match="v3 was rejected by validation"):
+        rollback(three, to=3)
+    with pytest.raises(UsageError, match="--force needs --reason"):
+        rollback(three, to=3, force=True)
+    assert rollback(three, to=3, force=True, reason="we know").target == 3
+    purge_data(three, batch=2, reason="bad batch")  # v2 and v3 trained on it
+    with pytest.raises(PreconditionError, match="v2 was trained on data a purge rule removed") as e:
+        rollback(three, to=2)
+    assert "v1" in e.value.hint
+
+
+def test_blast_radius_names_a_last_clean_version_that_is_safe_to_serve(three):
+    with three.store.tx() as t:
+        t.insert("validations", {"version_id": 2, "created_at": three.now(), "actor": "t", "verdict": "rejected", "gates": []})
+    r = purge_data(three, batch=3, reason="bad batch", dry_run=True)  # only v3 trained on batch 3
+    assert r.blast_radius["affected_versions"] == [3]
+    assert r.blast_radius["last_clean_version"] == 1  # v2 is not affected, but validation rejected it
