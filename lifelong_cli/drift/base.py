@@ -308,7 +308,8 @@ def _non_null(values: np.ndarray) -> tuple[np.ndarray, int]:
     if x.dtype.kind == "f":
         mask = np.isnan(x)
     elif x.dtype.kind == "O":
-        mask = np.fromiter((_is_null(v) for v in x), dtype=bool, count=x.size)
+        # None, or a float NaN (the only value unequal to itself): elementwise in C, not a Python loop.
+        mask = np.asarray(np.equal(x, None), dtype=bool) | np.asarray(np.not_equal(x, x), dtype=bool)
     else:
         return x, 0
     nulls = int(np.count_nonzero(mask))
@@ -320,10 +321,21 @@ def encode_categorical(reference: np.ndarray, current: np.ndarray) -> Categorica
     cur, nulls_cur = _non_null(current)
     both = np.concatenate([ref, cur]) if ref.dtype == cur.dtype else np.concatenate([ref.astype(object), cur.astype(object)])
     if both.dtype.kind == "O":
-        # Insertion-order codes: works for any hashable values (mixed types cannot be sorted).
-        index: dict[Any, int] = {}
-        codes = np.fromiter((index.setdefault(v, len(index)) for v in both), dtype=np.int64, count=both.size)
-        categories = tuple(index)
+        distinct = set(both.tolist())
+        if len(distinct) <= 64:  # the usual categorical column: one elementwise comparison per category
+            try:
+                ordered = sorted(distinct)
+            except TypeError:  # mixed types cannot be sorted
+                ordered = sorted(distinct, key=lambda v: (type(v).__name__, repr(v)))
+            codes = np.empty(both.size, dtype=np.int64)
+            for i, v in enumerate(ordered):
+                codes[np.asarray(np.equal(both, v), dtype=bool)] = i
+            categories = tuple(ordered)
+        else:
+            # Insertion-order codes: works for any hashable values.
+            index: dict[Any, int] = {}
+            codes = np.fromiter((index.setdefault(v, len(index)) for v in both), dtype=np.int64, count=both.size)
+            categories = tuple(index)
     else:
         uniq, codes = np.unique(both, return_inverse=True)
         codes = codes.astype(np.int64).ravel()
