@@ -5,10 +5,17 @@ difference is both larger than its configured margin and significant at ``canary
 
 - error rate: share of requests that failed (Fisher's exact test);
 - p95 latency: ratio of p95s (Mann-Whitney U on the latencies);
-- prediction distribution: total-variation distance between predicted classes (chi-square), or the
-  KS distance between predicted values for a regression model;
-- labelled accuracy (once ``canary.min_labelled`` feedback labels arrived on each side): the drop
-  (Fisher's exact test on right/wrong counts); for regression, mean absolute error (Mann-Whitney U).
+- prediction distribution: on the canary's own requests, the total-variation distance between the
+  classes the canary predicted and those stable predicted for the same rows (each replica also asks
+  stable about a canary request and logs that "shadow" answer; chi-square), or the KS distance
+  between the two models' values for a regression model;
+- labelled accuracy (once ``canary.min_labelled`` feedback labels arrived for canary requests): the
+  drop of the canary's accuracy against stable's shadow answers to the same rows (McNemar's exact
+  test on the discordant pairs); for regression, mean absolute error (Wilcoxon signed-rank).
+
+Comparing both models on the same requests matters because routing is sticky: the canary's users are
+a fixed slice of keys whose mix of cases differs from everyone else's, and comparing different users
+would blame the canary for its users.
 
 Window: both sides are compared over the current step only (the traffic split, the load and the
 users change between steps, so mixing steps turns any trend over time into a difference between
@@ -46,8 +53,9 @@ def _load(t, dep: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[dict[
         p = {"since": windows[arm], "arm": arm, "v": versions[arm], "t": True}
         c = t.row("SELECT count(*) AS n, sum(CASE WHEN ok = :t THEN 0 ELSE 1 END) AS errors FROM predictions "
                   "WHERE ts >= :since AND variant = :arm AND version = :v", p)
-        recent = t.rows(f"SELECT latency_ms, output FROM predictions WHERE ts >= :since AND ok = :t "
-                        f"AND variant = :arm AND version = :v ORDER BY id DESC LIMIT {SAMPLE}", p, types={"output": "json"})
+        recent = t.rows(f"SELECT latency_ms, output, shadow FROM predictions WHERE ts >= :since AND ok = :t "
+                        f"AND variant = :arm AND version = :v ORDER BY id DESC LIMIT {SAMPLE}", p,
+                        types={"output": "json", "shadow": "json"})
         total = t.scalar("SELECT count(*) FROM predictions WHERE ts >= :since AND variant = :arm AND version = :v",
                          {**p, "since": dep["canary_started_at"]})
         arms[arm] = {
@@ -55,14 +63,15 @@ def _load(t, dep: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[dict[
             "errors": int(c["errors"] or 0),
             "latency_ms": np.array([r["latency_ms"] for r in recent], dtype=float),
             "outputs": [o for r in recent if r["output"] for o in r["output"]],
+            "paired": [(a, b) for r in recent if r["output"] and r["shadow"] and len(r["output"]) == len(r["shadow"])
+                       for a, b in zip(r["output"], r["shadow"], strict=True)],
             "total": int(total or 0),
         }
-    labelled = t.rows(f"SELECT p.variant, p.output, f.row_index, f.label FROM predictions p JOIN feedback f "
-                      f"ON f.request_id = p.request_id WHERE p.ok = :t AND ("
-                      f"(p.variant = 'stable' AND p.version = :s AND p.ts >= :ss) OR "
-                      f"(p.variant = 'canary' AND p.version = :c AND p.ts >= :cs)) ORDER BY f.id DESC LIMIT {SAMPLE}",
-                      {"t": True, "s": versions["stable"], "c": versions["canary"], "ss": windows["stable"],
-                       "cs": windows["canary"]}, types={"output": "json"})
+    labelled = t.rows(f"SELECT p.output, p.shadow, f.row_index, f.label FROM predictions p JOIN feedback f "
+                      f"ON f.request_id = p.request_id WHERE p.ok = :t AND p.variant = 'canary' AND p.version = :c "
+                      f"AND p.ts >= :cs AND p.shadow IS NOT NULL ORDER BY f.id DESC LIMIT {SAMPLE}",
+                      {"t": True, "c": versions["canary"], "cs": windows["canary"]},
+                      types={"output": "json", "shadow": "json"})
     return arms, labelled
 
 
@@ -75,7 +84,7 @@ def _json_float(x: float | None) -> float | None:
 
 
 def analyse(t, dep: dict[str, Any], settings: Any, now: datetime, task: str) -> dict[str, Any]:
-    from scipy.stats import chi2_contingency, fisher_exact, ks_2samp, mannwhitneyu
+    from scipy.stats import binomtest, chi2_contingency, fisher_exact, ks_2samp, mannwhitneyu, wilcoxon
 
     c = settings.canary
     arms, labelled = _load(t, dep)
@@ -108,65 +117,68 @@ def analyse(t, dep: dict[str, Any], settings: Any, now: datetime, task: str) -> 
         figures.append(_figure("p95_latency_ms", "fail" if bad else "pass", stable=round(sp, 3), canary=round(kp, 3),
                                ratio=_json_float(ratio), p_value=_json_float(p), threshold=f"x{c.max_latency_ratio:g}"))
 
-    # Prediction distribution.
-    if not enough or not s["outputs"] or not k["outputs"]:
-        figures.append(_figure("prediction_shift", "waiting", distance=None, p_value=None,
+    # Prediction distribution: the canary's answers against stable's shadow answers to the same rows.
+    pairs = k["paired"]
+    if not enough or len(pairs) < c.min_requests:
+        figures.append(_figure("prediction_shift", "waiting", distance=None, p_value=None, paired=len(pairs),
                                threshold=c.max_prediction_shift))
     elif task == "classification":
-        s_count, k_count = Counter(map(str, s["outputs"])), Counter(map(str, k["outputs"]))
+        s_count, k_count = Counter(str(b) for _, b in pairs), Counter(str(a) for a, _ in pairs)
         classes = sorted(set(s_count) | set(k_count))
         sc = np.array([s_count[x] for x in classes], dtype=float)
         kc = np.array([k_count[x] for x in classes], dtype=float)
         dist = 0.5 * float(np.abs(sc / sc.sum() - kc / kc.sum()).sum())
         p = 1.0 if len(classes) < 2 else float(chi2_contingency(np.vstack([sc, kc])).pvalue)
         bad = dist > c.max_prediction_shift and p < c.alpha
+        agree = sum(str(a) == str(b) for a, b in pairs) / len(pairs)
         figures.append(_figure("prediction_shift", "fail" if bad else "pass", distance=round(dist, 4),
-                               p_value=_json_float(p), threshold=c.max_prediction_shift,
+                               p_value=_json_float(p), threshold=c.max_prediction_shift, paired=len(pairs),
+                               agreement=round(agree, 4),
                                stable_classes=dict(zip(classes, sc.astype(int).tolist(), strict=True)),
                                canary_classes=dict(zip(classes, kc.astype(int).tolist(), strict=True))))
     else:
-        res = ks_2samp(np.asarray(k["outputs"], float), np.asarray(s["outputs"], float))
+        res = ks_2samp(np.asarray([a for a, _ in pairs], float), np.asarray([b for _, b in pairs], float))
         bad = res.statistic > c.max_prediction_shift and res.pvalue < c.alpha
         figures.append(_figure("prediction_shift", "fail" if bad else "pass", distance=round(float(res.statistic), 4),
-                               p_value=_json_float(res.pvalue), threshold=c.max_prediction_shift))
+                               p_value=_json_float(res.pvalue), threshold=c.max_prediction_shift, paired=len(pairs)))
 
-    # Labelled outcome from feedback.
-    per_arm: dict[str, list[tuple[Any, Any]]] = {"stable": [], "canary": []}
+    # Labelled outcome from feedback, paired: on the canary's requests, canary's answer and stable's
+    # shadow answer against the same label (McNemar's exact test / Wilcoxon's signed-rank test).
+    triples = []
     for r in labelled:
-        out = r["output"] or []
-        if r["label"] is not None and 0 <= r["row_index"] < len(out):
-            per_arm[r["variant"]].append((out[r["row_index"]], r["label"]))
-    ns, nk = len(per_arm["stable"]), len(per_arm["canary"])
-    if ns < c.min_labelled or nk < c.min_labelled:
-        figures.append(_figure("labelled_accuracy" if task == "classification" else "labelled_mae", "waiting",
-                               stable_labelled=ns, canary_labelled=nk, needed=c.min_labelled,
+        out, shadow = r["output"] or [], r["shadow"] or []
+        i = r["row_index"]
+        if r["label"] is not None and 0 <= i < len(out) and i < len(shadow):
+            triples.append((out[i], shadow[i], r["label"]))
+    n = len(triples)
+    name = "labelled_accuracy" if task == "classification" else "labelled_mae"
+    if n < c.min_labelled:
+        figures.append(_figure(name, "waiting", labelled=n, needed=c.min_labelled,
                                threshold=c.max_accuracy_drop))
     elif task == "classification":
-        sr = sum(str(p) == str(y) for p, y in per_arm["stable"])
-        kr = sum(str(p) == str(y) for p, y in per_arm["canary"])
-        sa, ka = sr / ns, kr / nk
-        p = fisher_exact([[nk - kr, kr], [ns - sr, sr]], alternative="greater").pvalue
+        k_ok = [str(a) == str(y) for a, _, y in triples]
+        s_ok = [str(b) == str(y) for _, b, y in triples]
+        worse = sum(so and not ko for ko, so in zip(k_ok, s_ok, strict=True))  # stable right, canary wrong
+        better = sum(ko and not so for ko, so in zip(k_ok, s_ok, strict=True))
+        ka, sa = sum(k_ok) / n, sum(s_ok) / n
+        p = binomtest(worse, worse + better, 0.5, alternative="greater").pvalue if worse + better else 1.0
         bad = sa - ka > c.max_accuracy_drop and p < c.alpha
-        figures.append(_figure("labelled_accuracy", "fail" if bad else "pass", stable=round(sa, 4), canary=round(ka, 4),
-                               stable_labelled=ns, canary_labelled=nk, p_value=_json_float(p),
-                               threshold=f"-{c.max_accuracy_drop:g}"))
+        figures.append(_figure(name, "fail" if bad else "pass", stable=round(sa, 4), canary=round(ka, 4), labelled=n,
+                               p_value=_json_float(p), threshold=f"-{c.max_accuracy_drop:g}"))
     else:
-        def errs(pairs):
-            out = []
-            for p_, y in pairs:
-                try:
-                    out.append(abs(float(p_) - float(y)))
-                except (TypeError, ValueError):
-                    continue
-            return np.asarray(out, float)
-
-        se, ke = errs(per_arm["stable"]), errs(per_arm["canary"])
-        smae, kmae = float(se.mean()), float(ke.mean())
-        p = mannwhitneyu(ke, se, alternative="greater").pvalue
+        ke, se = [], []
+        for a, b, y in triples:
+            try:
+                ke.append(abs(float(a) - float(y)))
+                se.append(abs(float(b) - float(y)))
+            except (TypeError, ValueError):
+                continue
+        ke_, se_ = np.asarray(ke, float), np.asarray(se, float)
+        kmae, smae = float(ke_.mean()), float(se_.mean())
+        p = wilcoxon(ke_, se_, alternative="greater").pvalue if np.any(ke_ != se_) else 1.0
         bad = kmae > smae * (1 + c.max_accuracy_drop) and p < c.alpha
-        figures.append(_figure("labelled_mae", "fail" if bad else "pass", stable=round(smae, 6), canary=round(kmae, 6),
-                               stable_labelled=ns, canary_labelled=nk, p_value=_json_float(p),
-                               threshold=f"x{1 + c.max_accuracy_drop:g}"))
+        figures.append(_figure(name, "fail" if bad else "pass", stable=round(smae, 6), canary=round(kmae, 6), labelled=n,
+                               p_value=_json_float(p), threshold=f"x{1 + c.max_accuracy_drop:g}"))
 
     failed = [f["name"] for f in figures if f["status"] == "fail"]
     step_age = (now - dep["canary_step_started_at"]).total_seconds() if dep["canary_step_started_at"] else 0.0

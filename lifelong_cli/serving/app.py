@@ -126,13 +126,21 @@ def build_app(ctx: Any, replica: Replica, *, started: bool = False) -> Starlette
         except Exception as exc:  # the model itself failed: logged as an error of this version, answered 500
             ms = (time.perf_counter() - t0) * 1000
             replica.log.add((time.time(), request_id, version, variant, 0, None, None, ms, False,
-                             f"{type(exc).__name__}: {exc}"[:500]))
+                             f"{type(exc).__name__}: {exc}"[:500], None))
             counted(version, variant, "500").inc()
             return 500, {"error": {"message": f"v{version} failed to predict: {type(exc).__name__}",
                                    "request_id": request_id}}
         ms = (time.perf_counter() - t0) * 1000
+        shadow = None
+        if variant == "canary" and routing.stable is not None:
+            # Stable's answer for the same rows (not returned, not timed): the canary analysis compares
+            # the two models on the same requests, whichever users the sticky split sends the canary.
+            try:
+                shadow = routing.stable.predict(rows)
+            except Exception:  # stable failing here is stable's problem; the canary's answer stands
+                shadow = None
         keys = [r.get(key_col) for r in rows] if key_col in rows[0] or any(key_col in r for r in rows) else None
-        replica.log.add((time.time(), request_id, version, variant, len(rows), keys, outputs, ms, True, None))
+        replica.log.add((time.time(), request_id, version, variant, len(rows), keys, outputs, ms, True, None, shadow))
         counted(version, variant, "200").inc()
         metrics.observe(version, ms / 1000)
         return 200, {"request_id": request_id, "version": version, "variant": variant,

@@ -121,7 +121,8 @@ class Counters:
     flush_errors: int = 0
 
 
-PREDICTION_COLS = ("ts", "request_id", "version", "variant", "n_rows", "keys", "output", "latency_ms", "ok", "error")
+PREDICTION_COLS = ("ts", "request_id", "version", "variant", "n_rows", "keys", "output", "latency_ms", "ok", "error",
+                   "shadow")
 FEEDBACK_COLS = ("ts", "request_id", "row_index", "label")
 
 

@@ -238,6 +238,7 @@ predictions = Table(
     Column("n_rows", Integer, nullable=False),
     Column("keys", JSON, nullable=True),
     Column("output", JSON, nullable=True),
+    Column("shadow", JSON, nullable=True),  # on canary requests: what stable answered for the same rows
     Column("latency_ms", Float, nullable=False),
     Column("ok", Boolean, nullable=False),
     Column("error", Text, nullable=True),

@@ -51,6 +51,7 @@ def upgrade() -> None:
         sa.Column("n_rows", sa.Integer, nullable=False),
         sa.Column("keys", sa.JSON, nullable=True),
         sa.Column("output", sa.JSON, nullable=True),
+        sa.Column("shadow", sa.JSON, nullable=True),
         sa.Column("latency_ms", sa.Float, nullable=False),
         sa.Column("ok", sa.Boolean, nullable=False),
         sa.Column("error", sa.Text, nullable=True),
