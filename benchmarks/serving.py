@@ -43,7 +43,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,6 +51,8 @@ import textwrap
 import time
 from pathlib import Path
 from typing import Any
+
+from _proc import free_port, run  # noqa: E402  (benchmarks/ is the script's directory)
 
 BIN = Path(sys.executable).parent
 LLCTL = str(BIN / "llctl")
@@ -99,17 +100,6 @@ def uvicorn_stack(env: dict[str, str]) -> str:
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip()
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
-    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if p.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    return p.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 # ------------------------------------------------------------------------------- workspace + servers
