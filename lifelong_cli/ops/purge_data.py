@@ -94,10 +94,17 @@ def purge_data(ctx: AppContext, *, reason: str, from_: str | None = None, to: st
         everything = rd.read_rows(conn, data, schema, trainable_only=False, holdout="include", apply_purge=False)
         rules = rd.active_rules(conn)
         radius_versions = _versions(conn)
-        from lifelong_cli.ops.rollback import _good_candidates
+        from lifelong_cli.ops.rollback import _good_candidates, _tainted
         from lifelong_cli.store.sql import Tx
 
-        eligible = [c["id"] for c in _good_candidates(Tx.from_sa(conn))]
+        t = Tx.from_sa(conn)
+        eligible = [c["id"] for c in _good_candidates(t)]
+        # Without a last-good candidate (e.g. nothing validated yet): any version not known to be bad.
+        tainted = _tainted(t)
+        not_bad = [r["id"] for r in t.rows(
+            "SELECT v.id FROM model_versions v WHERE v.demoted_at IS NULL AND NOT EXISTS (SELECT 1 FROM validations x "
+            "WHERE x.version_id = v.id AND x.verdict = 'rejected' AND x.id = "
+            "(SELECT max(y.id) FROM validations y WHERE y.version_id = v.id))") if r["id"] not in tainted]
     rule = rd.PurgeRule(0, spec)
     hit = rule.mask(everything, schema)
     already = rd.purge_mask(everything, rules, schema) if rules else pc.and_(hit, False)
@@ -108,6 +115,8 @@ def purge_data(ctx: AppContext, *, reason: str, from_: str | None = None, to: st
     batches_affected = sorted(set(affected_tbl[rd.BATCH].to_pylist()))
     seqs = {s for s in affected_tbl[rd.TRAINABLE_SEQ].to_pylist() if s is not None}
     radius = blast_radius(radius_versions, seqs, eligible=eligible)
+    if radius["last_clean_version"] is None:
+        radius = blast_radius(radius_versions, seqs, eligible=not_bad)
     what = "would hide" if dry_run else ("removed" if hard else "hid")
     if dry_run:
         return PurgeResult(None, spec, rows_affected, rows_already, batches_affected, radius, hard, True,
@@ -170,9 +179,9 @@ def _versions(conn) -> list[dict[str, Any]]:
 
 def blast_radius(versions: list[dict[str, Any]], seqs: set[int], eligible: list[int] | None = None) -> dict[str, Any]:
     """Versions whose lineage (their own data range and their ancestors') includes an affected row,
-    and the newest version whose lineage does not — among ``eligible`` when given (the "last good"
-    candidates: passed validation, not demoted, not tainted by other purges), so that it is a version
-    it is safe to roll back to."""
+    and the newest version whose lineage does not — among ``eligible`` when given (purge-data passes
+    the "last good" candidates, else the versions not known to be bad: not rejected, not demoted, not
+    tainted by other purges), so that it is a version it is safe to roll back to."""
     by_id = {v["id"]: v for v in versions}
     own = {v["id"]: (v["seq_from"] is not None and v["seq_to"] is not None
                      and any(v["seq_from"] <= s <= v["seq_to"] for s in seqs)) for v in versions}
