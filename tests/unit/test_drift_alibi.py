@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 pytestmark = pytest.mark.alibi
-pytest.importorskip("alibi_detect")
+pytest.importorskip("alibi_detect", reason="alibi-detect is the optional [alibi] extra (BSL-1.1, numpy<2): installed only in .venv-alibi, where `make test` runs this file via `make test-alibi`")
 
 from lifelong_cli.drift import DriftReport, get_detector  # noqa: E402
 from lifelong_cli.drift.alibi_backend import AlibiDriftDetector  # noqa: E402
