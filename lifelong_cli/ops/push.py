@@ -85,18 +85,15 @@ def _ask(urls: list[str], version: int, token: str) -> list[dict[str, Any]]:
 
 
 def _check_here(ctx: AppContext, version: int) -> dict[str, Any]:
-    """No replica to ask: load and query the version here, as a replica would."""
-    import json
+    """No replica to ask: load and query the version here, the way a replica does."""
     import time
 
-    from lifelong_cli.serving.model import ServedModel, probe_row
+    from lifelong_cli.serving.model import probe_row
     from lifelong_cli.serving.runtime import ModelPool
 
-    pool = ModelPool(ctx)
     t0 = time.perf_counter()
     try:
-        row = pool._version_row(version)
-        model = ServedModel.load(version, pool._fetch(row, "onnx"), json.loads(pool._fetch(row, "preprocess")))
+        model = ModelPool(ctx).model(version)
         t1 = time.perf_counter()
         out = model.predict([probe_row(ctx.config.settings.data.features)])
     except Exception as exc:  # reported, and push refuses
