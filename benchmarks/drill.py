@@ -435,7 +435,7 @@ class Run:
         from lifelong_cli.store import deployment
 
         with self.ctx.store.tx(write=False) as t:
-            dep = deployment.get(t)
+            dep = deployment.get(t, self.ctx.model)
         rec["stable_after"] = dep["stable_version"]
         rec["seconds"] = round(time.monotonic() - t0, 1)
         phases = ", ".join(f"{k[:-2]} {rec[k]:.1f}" for k in ("train_s", "validate_s", "release_s") if k in rec)
@@ -506,7 +506,7 @@ class Run:
             else:
                 rec["playbook"] += f": {r.message}"
         with self.ctx.store.tx(write=False) as t:
-            stopped = control.get(t).stopped
+            stopped = control.get(t, self.ctx.model).stopped
         if stopped:  # the playbook stopped before its resume step: an operator resumes to keep going
             resume(self.ctx, reason="drill: continue after the bad-data playbook stopped early")
             rec["playbook"] += "; training was still stopped: resumed"
@@ -529,7 +529,7 @@ class Run:
         from lifelong_cli.store import deployment
 
         with self.ctx.store.tx(write=False) as t:
-            return deployment.get(t)["stable_version"]
+            return deployment.get(t, self.ctx.model)["stable_version"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -542,29 +542,31 @@ class Analysis:
         from lifelong_cli.data.schema import DataSchema
         from lifelong_cli.data.segments import DataStore
         from lifelong_cli.registry.base import open_registry
-        from lifelong_cli.versions import load_version
+        from lifelong_cli.store import audit, batches, deployment, purge_rules, versions
 
         self.run, self.ctx = run, run.ctx
+        model = self.ctx.model
         self.rd = rd
         self.schema = DataSchema.from_settings(self.ctx.config.settings.data)
-        self.data = DataStore(self.ctx.config.data_root)
+        self.data = DataStore(self.ctx.data_root)
         self.registry = open_registry(self.ctx)
         with self.ctx.store.tx(write=False) as t:
-            ids = [r["id"] for r in t.rows("SELECT id FROM model_versions ORDER BY id")]
-            self.promoted = {r["id"] for r in t.rows("SELECT id FROM model_versions WHERE promoted_at IS NOT NULL")}
-            audit = t.rows("SELECT verb, detail FROM audit_log WHERE outcome <> 'refused' ORDER BY id", types={"detail": "json"})
-            self.rules = {r["id"]: r["spec"] for r in t.rows("SELECT id, spec FROM purge_rules", types={"spec": "json"})}
-            self.stable = t.scalar("SELECT stable_version FROM deployment")
-        self.versions = {i: load_version(self.ctx, i) for i in ids}
-        self.rollback_targets = {a["detail"].get("target") for a in audit if a["verb"] == "rollback"} - {None}
-        self.stepped_full = {a["detail"].get("version") for a in audit
+            self.versions = {r["id"]: versions.require(t, model, r["id"]) for r in versions.lineage_graph(t, model)}
+            entries = [a for a in audit.query(t, model=model) if a["outcome"] != "refused"]
+            rule_ids = {i for v in self.versions.values() for i in (v["lineage"] or {}).get("purge_rules", [])}
+            self.rules = {i: purge_rules.get(t, model, i)["spec"] for i in rule_ids}
+            self.active = purge_rules.active(t, model)
+            self.refs = batches.for_reading(t, model)
+            self.stable = deployment.get(t, model)["stable_version"]
+        self.promoted = {i for i, v in self.versions.items() if v["promoted_at"] is not None}
+        self.rollback_targets = {a["detail"].get("target") for a in entries if a["verb"] == "rollback"} - {None}
+        self.stepped_full = {a["detail"].get("version") for a in entries
                              if a["verb"] == "canary step" and (a["detail"].get("to") or 0) >= 1.0} - {None}
         self.ever_stable = self.promoted | self.rollback_targets | ({self.stable} if self.stable else set())
         self.full_traffic = self.ever_stable | self.stepped_full | run.full_share
         self._own: dict[int, set[str]] = {}
         self._acc: dict[int, float] = {}
-        with self.ctx.store.read() as conn:
-            self.golden = rd.read_golden(conn, self.data, self.schema)
+        self.golden = rd.read_golden(self.data, self.schema, self.refs, self.active)
 
     # -- golden accuracy, as served (ONNX)
     def accuracy(self, v: int) -> float:
@@ -583,9 +585,8 @@ class Analysis:
         """Keys of the rows version v trained on as new data (its sequence range, its purge rules)."""
         if v not in self._own:
             row = self.versions[v]
-            with self.ctx.store.read() as conn:
-                t = self.rd.read_rows(conn, self.data, self.schema, rules=self.rules_of(v), seq_from=row["seq_from"],
-                                      seq_to=row["seq_to"], columns=[self.schema.key])
+            t = self.rd.read_rows(self.data, self.schema, self.refs, self.rules_of(v), seq_from=row["seq_from"],
+                                  seq_to=row["seq_to"], columns=[self.schema.key])
             self._own[v] = set(t[self.schema.key].to_pylist())
         return self._own[v]
 
@@ -619,10 +620,9 @@ class Analysis:
 
         rd, key = self.rd, self.schema.key
         poisoned = set().union(*self.run.poisoned.values())
-        with self.ctx.store.read() as conn:
-            visible = rd.read_rows(conn, self.data, self.schema, holdout="include", columns=[key])
-            on_disk = rd.read_rows(conn, self.data, self.schema, holdout="include", trainable_only=False,
-                                   apply_purge=False, columns=[key])
+        visible = rd.read_rows(self.data, self.schema, self.refs, self.active, holdout="include", columns=[key])
+        on_disk = rd.read_rows(self.data, self.schema, self.refs, [], holdout="include", trainable_only=False,
+                               columns=[key])
         store_n = len(poisoned & set(visible[key].to_pylist()))
         disk_n = len(poisoned & set(on_disk[key].to_pylist()))
         f = self.stable
@@ -637,8 +637,7 @@ class Analysis:
             out.update(replay_fed=None, ewc=None, ewc_note=f"v{f} has no parent: no replayed rows, no EWC anchor")
             return out
         prow = self.versions[parent]
-        with self.ctx.store.read() as conn:
-            past = rd.read_rows(conn, self.data, self.schema, rules=self.rules_of(f), seq_to=prow["watermark"], columns=[key])
+        past = rd.read_rows(self.data, self.schema, self.refs, self.rules_of(f), seq_to=prow["watermark"], columns=[key])
         past_keys = set(past[key].to_pylist())
         pbuf = set(pq_read(self.registry.fetch(ArtifactRef.from_dict("replay", prow["artifacts"]["replay"])))[key].to_pylist()) \
             if "replay" in prow["artifacts"] else set()

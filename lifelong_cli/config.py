@@ -21,7 +21,7 @@ CONFIG_NAME = "llctl.yaml"
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
 ENV_PREFIX = "LLCTL_"
 # Environment variables that are not config keys.
-ENV_NON_CONFIG = {"LLCTL_CONFIG", "LLCTL_ACTOR", "LLCTL_DEBUG"}
+ENV_NON_CONFIG = {"LLCTL_CONFIG", "LLCTL_ACTOR", "LLCTL_DEBUG", "LLCTL_MODEL"}
 
 
 class _Section(BaseModel):
@@ -217,6 +217,7 @@ class LoadedConfig:
     path: Path | None  # None when running on defaults (no file)
     workspace: Path
     sources: Mapping[str, str]  # dotted key -> where it came from (file, env var, flag)
+    model_named: bool = False  # model.name was given (file, environment or flag), not the default
 
     def resolve(self, p: str) -> Path:
         path = Path(p).expanduser()
@@ -336,9 +337,14 @@ def load_config(
             dotted = name[len(ENV_PREFIX) :].lower().replace("__", ".")
             _set_dotted(raw, dotted, _scalar(value))
             sources[dotted] = f"environment variable {name}"
+    model_named = isinstance(raw.get("model"), dict) and "name" in raw["model"]
+    if env.get("LLCTL_MODEL"):
+        _set_dotted(raw, "model.name", env["LLCTL_MODEL"])
+        sources["model.name"] = "environment variable LLCTL_MODEL"
     for dotted, value in (overrides or {}).items():
         _set_dotted(raw, dotted, _scalar(value) if isinstance(value, str) else value)
         sources[dotted] = "flag"
+    model_named = model_named or "model.name" in sources
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
@@ -356,4 +362,4 @@ def load_config(
             source=src,
         ) from None
     workspace = path.parent if path else cwd
-    return LoadedConfig(settings=settings, path=path, workspace=workspace, sources=sources)
+    return LoadedConfig(settings=settings, path=path, workspace=workspace, sources=sources, model_named=model_named)

@@ -73,6 +73,36 @@ class AppContext:
 
         return Store(self.config.store_url)
 
+    @cached_property
+    def model_row(self) -> dict[str, Any]:
+        """The store's row of the model this command acts on (see ``store.models.resolve``)."""
+        from lifelong_cli.store import models
+
+        cfg = self.config
+        with self.store.tx(write=False) as t:
+            return models.resolve(t, cfg.settings.model.name, explicit=cfg.model_named)
+
+    @property
+    def model(self) -> str:
+        """The name of the model this command acts on; every state row it reads or writes is that model's."""
+        return self.model_row["name"]
+
+    @property
+    def data_root(self) -> str:
+        """This model's data directory (or URL): data.root, below it the model's prefix."""
+        root = self.config.data_root
+        prefix = self.model_row["data_prefix"]
+        return root if not prefix else f"{root.rstrip('/')}/{prefix}"
+
+    @property
+    def registry_root(self) -> Path:
+        """This model's local registry directory (or its cache of MLflow's artifacts): registry.root,
+        below it the model's prefix. Versions store their artifacts' full local paths, so a version
+        written before models had prefixes still resolves."""
+        prefix = self.model_row["data_prefix"]
+        root = self.config.registry_root
+        return root / prefix if prefix else root
+
     def now(self) -> datetime:
         return self.clock()
 

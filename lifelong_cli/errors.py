@@ -115,6 +115,11 @@ class WorkspaceNotFoundError(ConfigError):
     """No llctl.yaml where one was expected."""
 
 
+class ModelNotFoundError(ConfigError):
+    """The model named by --model, LLCTL_MODEL or model.name is not in the store (or none was named
+    and the store holds several): a configuration problem, exit 6."""
+
+
 class ModelVersionNotFoundError(NotFoundError):
     pass
 

@@ -58,17 +58,20 @@ def run_bin(args: list[str], *, cwd: Path, env: dict[str, str], timeout: float =
 
 
 def read_all_rows(workspace: Path, env: dict[str, str]):
-    """Every accepted example row, labelled or not, hold-out included, through the one reader."""
+    """Every accepted example row of the workspace's model, labelled or not, hold-out included, its purge
+    rules applied, through the one reader."""
     from lifelong_cli.context import AppContext
     from lifelong_cli.data.reader import read_rows
     from lifelong_cli.data.schema import DataSchema
     from lifelong_cli.data.segments import DataStore
+    from lifelong_cli.store import batches, purge_rules
 
     ctx = AppContext(cwd=workspace, env=env, actor="tester")
     try:
-        with ctx.store.read() as conn:
-            return read_rows(conn, DataStore(ctx.config.data_root), DataSchema.from_settings(ctx.config.settings.data),
-                             trainable_only=False, holdout="include")
+        with ctx.store.tx(write=False) as t:
+            refs, rules = batches.for_reading(t, ctx.model), purge_rules.active(t, ctx.model)
+        return read_rows(DataStore(ctx.data_root), DataSchema.from_settings(ctx.config.settings.data), refs, rules,
+                         trainable_only=False, holdout="include")
     finally:
         ctx.close()
 
@@ -82,7 +85,9 @@ def copy_workspace(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     db = sqlite3.connect(dst / ".llctl" / "state.db")
     try:
-        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+        # the audit log is append-only (and only records what was done where): left as it was
+        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name <> 'audit_log'"
+                                   ).fetchall():
             for col in [c[1] for c in db.execute(f'PRAGMA table_info("{table}")')]:
                 db.execute(f'UPDATE "{table}" SET "{col}" = replace("{col}", ?, ?) '
                            f'WHERE typeof("{col}") = \'text\' AND instr("{col}", ?) > 0', (str(src), str(dst), str(src)))

@@ -41,6 +41,7 @@ def main_callback(
     config: Annotated[str | None, typer.Option("--config", "-c", help="Config file (default ./llctl.yaml; env LLCTL_CONFIG).")] = None,
     actor: Annotated[str | None, typer.Option("--actor", help="Who is acting, for the audit log (default: env LLCTL_ACTOR, else the OS user).")] = None,
     store_url: Annotated[str | None, typer.Option("--store-url", help="State store URL, overriding config and env.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="The model to act on, in a store that holds several (env LLCTL_MODEL; default model.name).")] = None,
     settings: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set drift.alpha=0.01 (repeatable).")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for internal errors.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
@@ -53,6 +54,8 @@ def main_callback(
         overrides[key.strip()] = value
     if store_url:
         overrides["store.url"] = store_url
+    if model:
+        overrides["model.name"] = model
     tctx.obj = AppContext(config_file=config, overrides=overrides, actor=actor, debug=debug)
 
 
@@ -64,6 +67,7 @@ app.command("resume")(control.resume)
 app.command("rollback")(control.rollback)
 app.add_typer(control.fallback_app, name="fallback")
 app.command("init")(workspace.init)
+app.command("models")(workspace.models)
 app.command("demo")(workspace.demo)
 app.command("ingest")(data.ingest)
 app.add_typer(data.quarantine_app, name="quarantine")

@@ -12,24 +12,29 @@ from lifelong_cli.cli._common import DryRunOpt, JsonOpt, app_ctx, run
 def stop_training(
     tctx: typer.Context,
     reason: Annotated[str, typer.Option("--reason", "-r", help="Why (recorded in the audit log).")],
+    all_models: Annotated[bool, typer.Option("--all-models", help="Stop every model in the store (a shared upstream gone bad): one transaction, one audit entry per model.")] = False,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Stop all training now (the big red button).
+    """Stop the model's training now (the big red button).
 
     Running trainers stop at their next step without writing a version; new `train`, `push`
     and `canary step|promote` are refused until `llctl resume`. Serving is not touched: to
-    change what users get, use `llctl fallback on` or `llctl rollback`. Safe to repeat.
+    change what users get, use `llctl fallback on` or `llctl rollback`. Other models in the
+    store are not touched unless --all-models. Safe to repeat.
     """
-    from lifelong_cli.ops.stop_training import stop_training as op
+    from lifelong_cli.ops import stop_training as ops
 
     ctx = app_ctx(tctx, json_out=json_out)
 
     def render(ctx, r) -> None:
+        for m in getattr(r, "models", []):
+            ctx.say(f"  {m.message}")
         ctx.say(r.message)
         if not r.dry_run:
             ctx.say(f"next: {r.next}")
 
+    op = ops.stop_training_all_models if all_models else ops.stop_training
     run(ctx, lambda: op(ctx, reason=reason, dry_run=dry_run), render)
 
 
@@ -76,7 +81,7 @@ def fallback_on(
 ) -> None:
     """Serving answers from a simple fallback (the stable version's majority class / median /
     lookup table, or an older version) until `llctl fallback off`. Training is not touched."""
-    from lifelong_cli.ops.rollback import fallback
+    from lifelong_cli.ops.fallback import fallback
 
     ctx = app_ctx(tctx, json_out=json_out)
     run(ctx, lambda: fallback(ctx, on=True, strategy=strategy, reason=reason, dry_run=dry_run), _say)
@@ -90,7 +95,7 @@ def fallback_off(
     json_out: JsonOpt = False,
 ) -> None:
     """Serving answers from the models again (stable, and the canary's share)."""
-    from lifelong_cli.ops.rollback import fallback
+    from lifelong_cli.ops.fallback import fallback
 
     ctx = app_ctx(tctx, json_out=json_out)
     run(ctx, lambda: fallback(ctx, on=False, reason=reason, dry_run=dry_run), _say)

@@ -95,7 +95,7 @@ def quarantine_list(tctx: typer.Context, json_out: JsonOpt = False) -> None:
         from rich.table import Table
 
         if not r.batches:
-            ctx.say("no quarantined rows")
+            ctx.say(f"model '{r.model}': no quarantined rows")
             return
         t = Table("batch", "status", "source", "input", "quarantined", "of rows", "top reasons")
         for b in r.batches:
@@ -123,7 +123,7 @@ def quarantine_show(
     def render(ctx, r) -> None:
         from rich.table import Table
 
-        ctx.say(f"batch {r.batch}: {r.total} quarantined row(s); showing {len(r.rows)}")
+        ctx.say(f"model '{r.model}', batch {r.batch}: {r.total} quarantined row(s); showing {len(r.rows)}")
         if r.rows:
             cols = list(r.rows[0].keys())
             t = Table(*cols)
@@ -152,7 +152,7 @@ def drift(
         from rich.table import Table
 
         rep = r.report
-        scope = f"batch {r.batch}" if r.batch is not None else "window"
+        scope = f"model '{r.model}', " + (f"batch {r.batch}" if r.batch is not None else "window")
         ctx.say(f"{scope}: {'DRIFT' if r.drifted else 'no drift'} ({rep['backend']} backend, {rep['correction']} "
                 f"correction, alpha {rep['alpha']}; {rep['n_current']} rows vs {rep['n_reference']} reference rows)")
         t = Table("feature", "test", "statistic", "p-value", "threshold", "drift")
@@ -179,30 +179,41 @@ def purge_data(
     where: Annotated[str | None, typer.Option("--where", help="A condition on schema columns: x1 > 100 and segment in ('a','b'), x3 is null, not (...).")] = None,
     undo: Annotated[int | None, typer.Option("--undo", help="Restore the rows of this purge rule.")] = None,
     hard: Annotated[bool, typer.Option("--hard", help="Rewrite the segments without the rows: IRREVERSIBLE (needs --yes).")] = False,
+    all_models: Annotated[bool, typer.Option("--all-models", help="A shared upstream gone bad: one rule per model in the store for --source (one transaction, one audit entry per model).")] = False,
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Hide rows from training, replay, drift references and golden sets (soft: a rule applied at
-    read time, undone with --undo RULE). All given conditions must hold. Prints the rows affected
-    and the blast radius: the versions trained on them and the last clean version to roll back to.
-    --where is llctl's own small expression language, never SQL."""
+    """Hide the model's rows from training, replay, drift references and golden sets (soft: a rule
+    applied at read time, undone with --undo RULE). All given conditions must hold. Prints the rows
+    affected and the blast radius: the versions trained on them and the last clean version to roll
+    back to. Other models in the store are not touched, unless --all-models --source X: then every
+    model gets its own rule for that upstream (each undoes its own). --where is llctl's own small
+    expression language, never SQL."""
     from lifelong_cli.ops.purge_data import purge_data as op
-    from lifelong_cli.ops.purge_data import undo_purge
+    from lifelong_cli.ops.purge_data import purge_data_all_models, undo_purge
 
     ctx = app_ctx(tctx, json_out=json_out)
 
     def go():
         if undo is not None:
-            if any(v is not None for v in (from_, to, source, batch, where)) or hard:
+            if any(v is not None for v in (from_, to, source, batch, where)) or hard or all_models:
                 raise UsageError("--undo takes no other conditions", hint="llctl purge-data --undo 3 --reason ...")
             return undo_purge(ctx, rule_id=undo, reason=reason, dry_run=dry_run)
+        if all_models:
+            if batch is not None or hard:
+                raise UsageError("--all-models takes --source (and --from/--to/--where), not --batch or --hard",
+                                 hint='llctl purge-data --all-models --source crm-export --reason "..."')
+            return purge_data_all_models(ctx, reason=reason or "", source=source, from_=from_, to=to, where=where,
+                                         dry_run=dry_run)
         if hard and not dry_run:
             confirm(ctx, "permanently remove the matching rows from the segments (this cannot be undone)?", yes=yes)
         return op(ctx, reason=reason or "", from_=from_, to=to, source=source, batch=batch, where=where,
                   dry_run=dry_run, hard=hard)
 
     def render(ctx, r) -> None:
+        for m in getattr(r, "models", []):
+            ctx.say(f"  {m.message}")
         ctx.say(r.message)
         if r.next:
             ctx.say(f"next: {r.next}")

@@ -23,13 +23,15 @@ def incident_open(
     tctx: typer.Context,
     title: Annotated[str, typer.Argument(help="What is happening, in a few words.")],
     severity: Annotated[str, typer.Option("--severity", help="sev1 (worst) .. sev4.")] = "sev2",
+    all_models: Annotated[bool, typer.Option("--all-models", help="An incident of the whole store (e.g. a shared "
+                                             "upstream), not of one model: every model's actions link to it.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Open an incident: every audited action is linked to it until it is closed."""
+    """Open an incident of the model (--model): its audited actions are linked to it until it is closed."""
     from lifelong_cli.ops.incident import open_incident
 
     ctx = app_ctx(tctx, json_out=json_out)
-    run(ctx, lambda: open_incident(ctx, title=title, severity=severity), _say)
+    run(ctx, lambda: open_incident(ctx, title=title, severity=severity, store_wide=all_models), _say)
 
 
 @incident_app.command("note")
@@ -66,7 +68,7 @@ def incident_list(
     open_only: Annotated[bool, typer.Option("--open", help="Only open incidents.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Incidents, oldest first."""
+    """The model's incidents and the store-wide ones, oldest first."""
     from lifelong_cli.ops.incident import list_incidents
 
     ctx = app_ctx(tctx, json_out=json_out)
@@ -75,7 +77,8 @@ def incident_list(
         if not r.incidents:
             ctx.say("no incidents")
         for i in r.incidents:
-            ctx.say(f"{i['id']:>4}  {i['severity']}  {i['status']:<6}  {when(i['opened_at'])}  {i['title']}")
+            ctx.say(f"{i['id']:>4}  {i['severity']}  {i['status']:<6}  {when(i['opened_at'])}  {i['title']}"
+                    + ("  [all models]" if i["model"] is None else ""))
 
     run(ctx, lambda: list_incidents(ctx, all_=not open_only), render)
 
@@ -93,9 +96,11 @@ def incident_show(
 
     def render(ctx, r) -> None:
         ctx.say(r.message)
+        store_wide = r.incident["model"] is None
         for e in r.timeline:
             why = f" — {e['reason']}" if e["reason"] else ""
-            ctx.say(f"  {when(e['ts'])}  {e['actor']:<12} {e['what']:<16} {e['outcome']:<8}{why}")
+            of = f" [{e['model']}]" if store_wide and e["model"] else ""  # the entries of several models
+            ctx.say(f"  {when(e['ts'])}  {e['actor']:<12} {e['what']:<16} {e['outcome']:<8}{why}{of}")
         if r.next:
             ctx.say(f"next: {r.next}")
 

@@ -23,17 +23,23 @@ def serve(
     port: Annotated[int | None, typer.Option("--port", help="Port (default serving.port, 8700).")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Worker processes; each is a replica following the store.")] = 1,
     advertise_url: Annotated[str | None, typer.Option("--advertise-url", help="The URL other machines reach this replica at (default http://HOST:PORT).")] = None,
+    models: Annotated[list[str] | None, typer.Option("--models", help="Serve these models of the store (comma-separated, repeatable) instead of the one --model names.")] = None,
+    all_models: Annotated[bool, typer.Option("--all-models", help="Serve every model in the store.")] = False,
 ) -> None:
-    """Serve the deployed models over HTTP until interrupted (Ctrl-C).
+    """Serve deployed models over HTTP until interrupted (Ctrl-C).
 
-    Follows the deployment row in the store: stable, canary share (sticky on the request key),
+    Serves the model that --model (or LLCTL_MODEL, model.name) names, or several: `--models churn,fraud`
+    or `--all-models`; they share this workspace's config (features, serving settings). Each model
+    follows its own deployment row in the store: stable, canary share (sticky on the request key),
     fallback mode; swaps versions only after the new one is loaded and verified. Routes:
-    POST /v1/predict, POST /v1/feedback, GET /healthz, /readyz, /metrics; admin routes need
-    the bearer token in the environment variable named by serving.admin_token_env."""
+    POST /v1/models/NAME/predict and /v1/models/NAME/feedback; in a single-model process also
+    POST /v1/predict and /v1/feedback; GET /v1/models, /healthz, /readyz, /metrics (labelled by model);
+    admin routes need the bearer token in the environment variable named by serving.admin_token_env."""
     from lifelong_cli.ops.serve import serve as op
 
     ctx = app_ctx(tctx)
-    run(ctx, lambda: op(ctx, host=host, port=port, workers=workers, advertise_url=advertise_url),
+    run(ctx, lambda: op(ctx, host=host, port=port, workers=workers, advertise_url=advertise_url, models=models,
+                        all_models=all_models),
         lambda _c, _r: None, exit_code=lambda code: code)
 
 
@@ -95,7 +101,9 @@ def canary_start(
 
 @canary_app.command("step")
 def canary_step(tctx: typer.Context, reason: ReasonOpt = None, json_out: JsonOpt = False) -> None:
-    """Analyse canary against stable: fail → abort (exit 3); inconclusive → hold; pass → next share."""
+    """Analyse canary against stable: fail → held as suspect, aborted (exit 3) when the next look
+    confirms it; inconclusive → hold; pass → next share. Exit 5 if another command changed the canary
+    while this one analysed it."""
     from lifelong_cli.ops import canary
 
     ctx = app_ctx(tctx, json_out=json_out)
@@ -118,7 +126,8 @@ def canary_promote(
     reason: ReasonOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Make the canary stable (all traffic). Refused while its analysis fails, unless --force."""
+    """Make the canary stable (all traffic). Refused while its analysis fails, unless --force; exit 5
+    if the canary was aborted or changed meanwhile."""
     from lifelong_cli.errors import UsageError
     from lifelong_cli.ops import canary
 
@@ -134,7 +143,8 @@ def canary_promote(
 
 @canary_app.command("abort")
 def canary_abort(tctx: typer.Context, reason: ReasonOpt = None, json_out: JsonOpt = False) -> None:
-    """All traffic back to stable now. Stable is not changed. Safe to repeat."""
+    """All traffic back to stable now. Stable is not changed. Safe to repeat; exit 5 if the canary was
+    promoted meanwhile (then `llctl rollback` is the way back)."""
     from lifelong_cli.ops import canary
 
     ctx = app_ctx(tctx, json_out=json_out)
@@ -146,13 +156,14 @@ def canary_watch(
     tctx: typer.Context,
     timeout: Annotated[float, typer.Option("--timeout", help="Give up (exit 3) after this many seconds held.")] = 3600.0,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between analyses.")] = 5.0,
+    reason: ReasonOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Step the canary to promotion (exit 0) or abort (exit 3). Frozen while training is stopped."""
     from lifelong_cli.ops import canary
 
     ctx = app_ctx(tctx, json_out=json_out)
-    run(ctx, lambda: canary.watch(ctx, timeout=timeout, interval=interval, progress=ctx.warn),
+    run(ctx, lambda: canary.watch(ctx, timeout=timeout, interval=interval, reason=reason, progress=ctx.warn),
         lambda c, r: _say(c, r), exit_code=lambda r: r.exit_code)
 
 

@@ -17,8 +17,8 @@ def status(
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C.")] = False,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes with --watch.")] = 2.0,
 ) -> None:
-    """One screen: serving (stable, canary, fallback), training (stopped? running?), data
-    freshness, drift, open incidents, and what to run next. Changes nothing."""
+    """One screen for one model (--model): serving (stable, canary, fallback), training (stopped?
+    running?), data freshness, drift, open incidents, and what to run next. Changes nothing."""
     from lifelong_cli.ops.status import status as op
 
     ctx = app_ctx(tctx, json_out=json_out)
@@ -62,6 +62,8 @@ def _status_table(r):
     tbl = Table(title=f"llctl status · model {r.model} · {when(r.now)}", show_header=False, title_justify="left")
     tbl.add_column(style="bold")
     tbl.add_column()
+    if r.other_models:
+        tbl.add_row("other models", f"{', '.join(r.other_models)} (not shown: `llctl --model NAME status`)")
     canary = f"v{s['canary_version']} at {s['canary_share']:.0%} ({s['canary_state']})" if s["canary_version"] else "none"
     tbl.add_row("serving", f"stable {('v' + str(s['stable_version'])) if s['stable_version'] else 'none'} · canary {canary} · generation {s['generation']}")
     reps = s.get("replicas") or []
@@ -92,7 +94,9 @@ def _status_table(r):
         purged = " (batch purged)" if dr.get("purged") else ""
         tbl.add_row("drift", (f"[red]drift[/red] in batch {dr['batch']}: {', '.join(dr['features'])}{purged}" if dr["drifted"]
                               else f"none in batch {dr['batch']}"))
-    tbl.add_row("incidents", ", ".join(f"#{i['id']} {i['title']} ({i['severity']})" for i in r.incidents) or "none open")
+    tbl.add_row("incidents", ", ".join(f"#{i['id']} {i['title']} ({i['severity']}"
+                                       + (", all models)" if i["model"] is None else ")") for i in r.incidents)
+                or "none open")
     for i, step in enumerate(r.next):
         tbl.add_row("next" if i == 0 else "", step)
     return tbl
@@ -117,7 +121,8 @@ def audit(
     limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many (the newest).")] = 100,
     json_out: JsonOpt = False,
 ) -> None:
-    """The audit log: who did what, when, why, and how it ended. Changes nothing."""
+    """The audit log of the model (--model) and the store-wide entries: who did what, when, why, and
+    how it ended. Changes nothing."""
     from lifelong_cli.ops.audit import audit as op
 
     ctx = app_ctx(tctx, json_out=json_out)
@@ -128,18 +133,20 @@ def audit(
         if not r.entries:
             ctx.say("no audit entries match")
             return
-        tbl = Table("id", "time", "actor", "verb", "outcome", "reason", "incident")
+        tbl = Table("id", "time", "actor", "verb", "outcome", "reason", "incident", title_justify="left",
+                    title=f"audit log · model {r.model} (and store-wide entries, marked *)")
         for e in r.entries:
-            tbl.add_row(str(e["id"]), when(e["ts"]), e["actor"], e["verb"], e["outcome"], e["reason"] or "",
-                        str(e["incident_id"] or ""))
+            tbl.add_row(str(e["id"]), when(e["ts"]), e["actor"], e["verb"] + (" *" if e["model"] is None else ""),
+                        e["outcome"], e["reason"] or "", str(e["incident_id"] or ""))
         ctx.out().print(tbl)
 
     run(ctx, lambda: op(ctx, verb=verb, actor=actor, since=since, incident=incident, limit=limit), render)
 
 
 def doctor(tctx: typer.Context, json_out: JsonOpt = False) -> None:
-    """Check the workspace: config, store reachable, migrations current, singleton rows,
-    deployment pointers, data and registry paths, leftovers of interrupted writes.
+    """Check the workspace: config, store reachable, migrations current, the model (--model) and its
+    deployment pointers, lease and segments, every model's state rows, data and registry paths,
+    leftovers of interrupted writes.
     Exit 3 when anything needs attention; each finding says what to do."""
     from lifelong_cli.ops.doctor import doctor as op
 

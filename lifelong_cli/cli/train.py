@@ -19,9 +19,10 @@ def train(
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Train the next version from the training head on the rows that became trainable since its
-    watermark (purged and quarantined rows never included). Refused while training is stopped or
-    another trainer runs (exit 5); a stop-training mid-run ends it without a version."""
+    """Train the model's next version from its training head on the rows that became trainable since
+    its watermark (purged and quarantined rows never included). Refused while the model's training
+    is stopped or another trainer of it runs (exit 5); a stop-training mid-run ends it without a
+    version. Other models in the store are not touched (--model picks the one)."""
     from lifelong_cli.ops.train import train as op
 
     ctx = app_ctx(tctx, json_out=json_out)
@@ -37,7 +38,7 @@ def train(
 @versions_app.callback()
 def versions(tctx: typer.Context, json_out: JsonOpt = False,
              limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many (newest first).")] = 50) -> None:
-    """Model versions, newest first, with their parent, data range, verdict and role."""
+    """The model's versions, newest first, with their parent, data range, verdict and role."""
     if tctx.invoked_subcommand:
         return
     from lifelong_cli.ops.versions import versions as op
@@ -48,9 +49,10 @@ def versions(tctx: typer.Context, json_out: JsonOpt = False,
         from rich.table import Table
 
         if not r.versions:
-            ctx.say("no versions yet: `llctl train`")
+            ctx.say(f"model '{r.model}' has no versions yet: `llctl train`")
             return
-        t = Table("version", "created", "parent", "strategy", "sequences", "rows", "hold-out acc", "verdict", "role")
+        t = Table("version", "created", "parent", "strategy", "sequences", "rows", "hold-out acc", "verdict", "role",
+                  title=f"versions of model '{r.model}'", title_justify="left")
         for v in r.versions:
             acc = v.get("holdout_accuracy")
             t.add_row(f"v{v['id']}", when(v["created_at"]), f"v{v['parent_id']}" if v["parent_id"] else "-",
@@ -120,7 +122,7 @@ def validate(
     def render(ctx, r) -> None:
         from rich.table import Table
 
-        t = Table("gate", "figure", "threshold", "result", title=f"validation of v{r.version}"
+        t = Table("gate", "figure", "threshold", "result", title=f"validation of model '{r.model}' v{r.version}"
                   + (f" against v{r.compared_with}" if r.compared_with else ""), title_justify="left")
         for gt in r.gates:
             res = "[green]pass[/green]" if gt["passed"] else ("[red]FAIL[/red]" if gt["passed"] is False else "n/a")

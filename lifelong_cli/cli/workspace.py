@@ -115,3 +115,36 @@ def demo(
         ctx.say(r.message)
 
     run(ctx, lambda: op(workdir=workdir, keep=keep, progress=ctx.warn), render)
+
+
+def models(tctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """List the models this state store holds, with what each serves and whether it trains.
+
+    Each model has its own versions, deployment, stop flag, batches and purge rules; choose one with
+    --model NAME (or LLCTL_MODEL, or model.name in llctl.yaml). `llctl init` in a new workspace
+    pointed at the same store adds a model."""
+    from lifelong_cli.ops.models import models as op
+
+    ctx = app_ctx(tctx, json_out=json_out)
+
+    def render(ctx, r) -> None:
+        from rich.table import Table
+
+        if not r.models:
+            ctx.say(f"no models in the store at {r.store} yet: `llctl init` adds one")
+            return
+        table = Table(title=f"models in {r.store}", title_justify="left")
+        for col in ("model", "stable", "canary", "fallback", "training", "head", "versions", "batches"):
+            table.add_column(col)
+        for m in r.models:
+            canary = f"v{m['canary_version']} {m['canary_share']:.0%}" if m["canary_version"] else "-"
+            training = f"STOPPED by {m['stopped_by']}" if m["stopped"] else "running"
+            table.add_row(("* " if m["name"] == r.current else "  ") + m["name"],
+                          f"v{m['stable_version']}" if m["stable_version"] else "-", canary,
+                          m["fallback_strategy"] if m["fallback_mode"] else "off", training,
+                          f"v{m['training_head']}" if m["training_head"] else "-", str(m["versions"]), str(m["batches"]))
+        ctx.out().print(table)
+        if r.current:
+            ctx.say(f"* = the model this workspace acts on ({r.current}); others: --model NAME")
+
+    run(ctx, lambda: op(ctx), render)

@@ -1,12 +1,14 @@
 """The one reader of ingested data: training, replay, drift references and validation all use it.
 
-Examples are joined with labels that arrived later (labels batches override an example's own
-label; each row's ``_trainable_seq`` is the ingest sequence at which it became trainable), and
-every active purge rule is applied: a purged row never comes out of here."""
+It runs no query: the caller reads the model's batch references and purge rules from the store
+(``store.batches.for_reading``, ``store.purge_rules.active``) and passes them in. Examples are
+joined with labels that arrived later (labels batches override an example's own label; each row's
+``_trainable_seq`` is the ingest sequence at which it became trainable), and every purge rule given
+is applied: a purged row never comes out of here."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,26 +16,17 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import select
 
 from lifelong_cli.data.predicate import parse
 from lifelong_cli.data.schema import HOLDOUT_COL, TS_TYPE, DataSchema
 from lifelong_cli.data.segments import DataStore
-from lifelong_cli.store.schema import batches, purge_rules
+from lifelong_cli.store.batches import BatchRef
 
 BATCH = "_batch"
 SOURCE = "_source"
 LABEL_BATCH = "_label_batch"
 TRAINABLE_SEQ = "_trainable_seq"
 HOLDOUT = HOLDOUT_COL
-
-
-@dataclass(frozen=True)
-class BatchRef:
-    id: int
-    kind: str
-    source: str
-    segment_path: str
 
 
 @dataclass(frozen=True)
@@ -65,21 +58,13 @@ def _ts(v: str) -> datetime:
     return datetime.fromisoformat(v.replace("Z", "+00:00"))
 
 
-def accepted_batches(conn, kinds: Iterable[str] | None = None) -> list[BatchRef]:
-    q = select(batches.c.id, batches.c.kind, batches.c.source, batches.c.segment_path).where(
-        batches.c.status == "accepted", batches.c.segment_path.is_not(None)).order_by(batches.c.id)
-    if kinds:
-        q = q.where(batches.c.kind.in_(list(kinds)))
-    return [BatchRef(*r) for r in conn.execute(q)]
+def rules_of(rules: Iterable[PurgeRule | Mapping[str, Any]] | None) -> list[PurgeRule]:
+    """Purge rules as the reader applies them, from ``store.purge_rules.active`` rows (or rules)."""
+    return [r if isinstance(r, PurgeRule) else PurgeRule(r["id"], r["spec"]) for r in (rules or [])]
 
 
-def active_rules(conn) -> list[PurgeRule]:
-    rows = conn.execute(select(purge_rules.c.id, purge_rules.c.spec).where(purge_rules.c.active)
-                        .order_by(purge_rules.c.id))
-    return [PurgeRule(r[0], r[1]) for r in rows]
 
-
-def load_examples(data: DataStore, refs: list[BatchRef], schema: DataSchema,
+def load_examples(data: DataStore, refs: Sequence[BatchRef], schema: DataSchema,
                   columns: list[str] | None = None) -> pa.Table:
     want = None if columns is None else sorted({*columns, schema.key, schema.label, schema.event_time, HOLDOUT})
     parts = []
@@ -98,7 +83,7 @@ def load_examples(data: DataStore, refs: list[BatchRef], schema: DataSchema,
     return pa.concat_tables(parts, promote_options="permissive")
 
 
-def load_labels(data: DataStore, refs: list[BatchRef], schema: DataSchema) -> pa.Table:
+def load_labels(data: DataStore, refs: Sequence[BatchRef], schema: DataSchema) -> pa.Table:
     """Latest label per key from labels and feedback batches."""
     parts = []
     for r in refs:
@@ -109,30 +94,46 @@ def load_labels(data: DataStore, refs: list[BatchRef], schema: DataSchema) -> pa
     if not parts:
         return pa.table({schema.key: pa.array([], pa.string()), "_late_label": pa.array([], schema.label_arrow_type()),
                          LABEL_BATCH: pa.array([], pa.int64())})
-    t = pa.concat_tables(parts).rename_columns([schema.key, "_late_label", LABEL_BATCH])
-    latest = t.group_by(schema.key).aggregate([(LABEL_BATCH, "max")]).rename_columns([schema.key, LABEL_BATCH])
-    return latest.join(t, keys=[schema.key, LABEL_BATCH], join_type="inner")
+    return _latest(pa.concat_tables(parts).rename_columns([schema.key, "_late_label", LABEL_BATCH]), schema)
 
 
-def read_rows(conn, data: DataStore, schema: DataSchema, *, trainable_only: bool = True,
+def _latest(t: pa.Table, schema: DataSchema) -> pa.Table:
+    """One row per key: the one of the newest batch (``t`` holds key, _late_label, _label_batch)."""
+    if t.num_rows == 0:
+        return t
+    t = t.take(pc.sort_indices(t, [(LABEL_BATCH, "descending")]))
+    first = pc.index_in(pc.unique(t[schema.key]), value_set=t[schema.key])
+    return t.take(first)
+
+
+def read_rows(data: DataStore, schema: DataSchema, refs: Sequence[BatchRef],
+              rules: Iterable[PurgeRule | Mapping[str, Any]], *, trainable_only: bool = True,
               seq_from: int | None = None, seq_to: int | None = None, holdout: str = "exclude",
-              apply_purge: bool = True, rules: list[PurgeRule] | None = None,
               columns: list[str] | None = None, batch_ids: Iterable[int] | None = None) -> pa.Table:
-    """Rows of accepted example batches, labels joined, purge rules applied.
+    """Rows of the accepted example batches among ``refs`` (one model's, from
+    ``store.batches.for_reading``), labels of its labels batches joined, ``rules`` applied (pass
+    ``store.purge_rules.active``; an empty list reads every row).
 
-    seq_from/seq_to bound ``_trainable_seq`` (inclusive); holdout is exclude | only | include."""
-    refs = accepted_batches(conn)
-    rules = active_rules(conn) if (apply_purge and rules is None) else (rules or [])
-    ex_refs = [r for r in refs if r.kind == "examples" and (batch_ids is None or r.id in set(batch_ids))]
-    t = load_examples(data, ex_refs, schema, columns)
-    labels = load_labels(data, refs, schema)
+    seq_from/seq_to bound ``_trainable_seq`` (inclusive); holdout is exclude | only | include;
+    batch_ids limits the example batches read (labels still come from every labels batch)."""
+    ids = None if batch_ids is None else set(batch_ids)
+    ex_refs = [r for r in refs if r.kind == "examples" and (ids is None or r.id in ids)]
+    return _joined(load_examples(data, ex_refs, schema, columns), load_labels(data, refs, schema), schema,
+                   rules_of(rules), trainable_only=trainable_only, seq_from=seq_from, seq_to=seq_to, holdout=holdout)
+
+
+def _joined(t: pa.Table, labels: pa.Table, schema: DataSchema, rules: list[PurgeRule], *, trainable_only: bool,
+            seq_from: int | None, seq_to: int | None, holdout: str) -> pa.Table:
+    """Example rows ``t`` with their late labels joined, filtered (see ``read_rows``); the rows keep
+    their order (batch by batch, each in its segment's order)."""
     if labels.num_rows:
-        t = t.join(labels, keys=schema.key, join_type="left outer", use_threads=True)
-        late = t["_late_label"]
+        at = pc.index_in(t[schema.key], value_set=labels[schema.key])
+        late = labels["_late_label"].take(at)
+        t = t.append_column(LABEL_BATCH, labels[LABEL_BATCH].take(at))
         merged = pc.coalesce(late, t[schema.label])
         seq = pc.if_else(pc.is_valid(late), pc.max_element_wise(t[BATCH], t[LABEL_BATCH]),
                          pc.if_else(pc.is_valid(t[schema.label]), t[BATCH], pa.scalar(None, pa.int64())))
-        t = t.set_column(t.schema.get_field_index(schema.label), schema.label, merged).drop_columns(["_late_label"])
+        t = t.set_column(t.schema.get_field_index(schema.label), schema.label, merged)
     else:
         t = t.append_column(LABEL_BATCH, pa.nulls(t.num_rows, pa.int64()))
         seq = pc.if_else(pc.is_valid(t[schema.label]), t[BATCH], pa.scalar(None, pa.int64()))
@@ -150,38 +151,48 @@ def read_rows(conn, data: DataStore, schema: DataSchema, *, trainable_only: bool
         keep = pc.and_(keep, pc.fill_null(t[HOLDOUT], False))
     if rules:
         keep = pc.and_(keep, pc.invert(purge_mask(t, rules, schema)))
-    t = t.filter(keep)
-    joined = labels.num_rows > 0
-    return t.sort_by([(BATCH, "ascending")]) if joined and t.num_rows else t
+    return t.filter(keep)
 
 
-def read_recent(conn, data: DataStore, schema: DataSchema, n: int, *, columns: list[str] | None = None) -> pa.Table:
-    """The newest ``n`` trainable rows (purge rules applied), reading segments newest first and
-    stopping once there are enough: the drift reference window without loading all history."""
-    refs = [r for r in accepted_batches(conn, kinds=["examples"])]
-    rules = active_rules(conn)
+def read_recent(data: DataStore, schema: DataSchema, refs: Sequence[BatchRef],
+                rules: Iterable[PurgeRule | Mapping[str, Any]], n: int, *,
+                columns: list[str] | None = None) -> pa.Table:
+    """The newest ``n`` trainable rows (``rules`` applied), reading segments newest first, row group
+    by row group, with the late labels of just those rows (the key index), and stopping once there
+    are enough: the drift reference window without loading all history."""
+    rules = rules_of(rules)
+    want = None if columns is None else _example_columns(schema, columns)
     parts, have = [], 0
-    for r in reversed(refs):
-        t = read_rows(conn, data, schema, holdout="include", rules=rules, columns=columns, batch_ids=[r.id])
-        if t.num_rows:
-            parts.append(t)
-            have += t.num_rows
+    for r in reversed([r for r in refs if r.kind == "examples"]):
+        with data.parquet(r.segment_path) as pf:
+            for g in reversed(range(pf.metadata.num_row_groups)):
+                t = pf.read_row_group(g, columns=want)
+                t = t.append_column(BATCH, pa.array(np.full(t.num_rows, r.id, np.int64)))
+                t = t.append_column(SOURCE, pa.array([r.source] * t.num_rows, pa.string()))
+                t = _joined(t, labels_for(data, schema, refs, t[schema.key]), schema, rules, trainable_only=True,
+                            seq_from=None, seq_to=None, holdout="include")
+                if t.num_rows:
+                    parts.append(t)
+                    have += t.num_rows
+                if have >= n:
+                    break
         if have >= n:
             break
     if not parts:
-        return read_rows(conn, data, schema, holdout="include", rules=rules, columns=columns, batch_ids=[])
+        return _joined(load_examples(data, [], schema, columns), load_labels(data, [], schema), schema, rules,
+                       trainable_only=True, seq_from=None, seq_to=None, holdout="include")
     out = pa.concat_tables(list(reversed(parts)), promote_options="permissive")
     return out.slice(max(0, out.num_rows - n))
 
 
-def purge_mask(t: pa.Table, rules: list[PurgeRule], schema: DataSchema) -> pa.Array:
+def purge_mask(t: pa.Table, rules: Iterable[PurgeRule | Mapping[str, Any]], schema: DataSchema) -> pa.Array:
     m = pa.array(np.zeros(t.num_rows, dtype=bool))
-    for r in rules:
+    for r in rules_of(rules):
         m = pc.or_(m, r.mask(t, schema))
     return m
 
 
-def existing_keys(data: DataStore, refs: list[BatchRef], schema: DataSchema) -> pa.Array:
+def existing_keys(data: DataStore, refs: Sequence[BatchRef], schema: DataSchema) -> pa.Array:
     keys = [data.read(r.segment_path, columns=[schema.key])[schema.key] for r in refs if r.kind == "examples"]
     if not keys:
         return pa.array([], pa.string())
@@ -191,15 +202,24 @@ def existing_keys(data: DataStore, refs: list[BatchRef], schema: DataSchema) -> 
 SLICE = "_slice"
 
 
-def read_golden(conn, data: DataStore, schema: DataSchema, *, rules: list[PurgeRule] | None = None,
-                seq_to: int | None = None) -> pa.Table:
+def read_golden(data: DataStore, schema: DataSchema, refs: Sequence[BatchRef],
+                rules: Iterable[PurgeRule | Mapping[str, Any]], *, seq_to: int | None = None,
+                holdout: pa.Table | None = None) -> pa.Table:
     """The golden set: imported golden rows (their slice from --slice-by) and the automatic hold-out
-    (sliced by ingest batch, so forgetting of old data shows per batch); purged rows excluded."""
-    rules = active_rules(conn) if rules is None else rules
-    held = read_rows(conn, data, schema, holdout="only", rules=rules, seq_to=seq_to)
+    (sliced by ingest batch, so forgetting of old data shows per batch); purged rows excluded.
+
+    ``holdout``: the hold-out rows up to ``seq_to`` before purge rules, when the caller has them
+    (``data.snapshots``); else they are read from every segment."""
+    rules = rules_of(rules)
+    if holdout is None:
+        held = read_rows(data, schema, refs, rules, holdout="only", seq_to=seq_to)
+    else:
+        held = holdout.filter(pc.invert(purge_mask(holdout, rules, schema))) if rules else holdout
     held = held.append_column(SLICE, pc.binary_join_element_wise("batch ", pc.cast(held[BATCH], pa.string()), ""))
     parts = [held.select([*schema.columns("examples"), BATCH, SOURCE, SLICE])]
-    for r in accepted_batches(conn, kinds=["golden"]):
+    for r in refs:
+        if r.kind != "golden":
+            continue
         t = data.read(r.segment_path)
         t = t.append_column(BATCH, pa.array([r.id] * t.num_rows, pa.int64()))
         t = t.append_column(SOURCE, pa.array([r.source] * t.num_rows, pa.string()))
@@ -208,3 +228,93 @@ def read_golden(conn, data: DataStore, schema: DataSchema, *, rules: list[PurgeR
             t = t.filter(pc.invert(purge_mask(probe, rules, schema)))
         parts.append(t.select([*schema.columns("examples"), BATCH, SOURCE, SLICE]).cast(parts[0].schema))
     return pa.concat_tables(parts)
+
+
+# -- reads that cost what they return, not the history (through the key index) -----------------
+
+LABEL_KINDS = ("labels", "feedback")
+
+
+def _example_columns(schema: DataSchema, columns: list[str] | None) -> list[str]:
+    names = [*schema.arrow_schema("examples").names, HOLDOUT]
+    return names if columns is None else [c for c in names if c in {*columns, schema.key, schema.label,
+                                                                        schema.event_time, HOLDOUT}]
+
+
+def labels_for(data: DataStore, schema: DataSchema, refs: Sequence[BatchRef], keys: pa.Array, *,
+               upto: int | None = None) -> pa.Table:
+    """``load_labels`` for these keys only: the latest label of each from the labels and feedback
+    batches among ``refs`` (only those up to batch ``upto`` when given), found through the key index."""
+    from lifelong_cli.data.keyindex import BATCH as IX_BATCH
+    from lifelong_cli.data.keyindex import KeyIndex
+
+    found = KeyIndex(data, schema.key, "labels").find(refs, pc.unique(keys), [schema.label])
+    if upto is not None:
+        found = found.filter(pc.less_equal(found[IX_BATCH], upto))
+    t = pa.table({schema.key: found[schema.key], "_late_label": found[schema.label].cast(schema.label_arrow_type()),
+                  LABEL_BATCH: found[IX_BATCH]})
+    return _latest(t, schema)
+
+
+def examples_for(data: DataStore, schema: DataSchema, refs: Sequence[BatchRef], keys: pa.Array,
+                 columns: list[str] | None = None) -> pa.Table:
+    """The stored example rows with these keys (as ``load_examples`` gives them: ``columns``, the
+    batch and its source), found through the key index, in batch and segment order."""
+    from lifelong_cli.data.keyindex import BATCH as IX_BATCH
+    from lifelong_cli.data.keyindex import POS, KeyIndex
+
+    want = _example_columns(schema, columns)
+    found = KeyIndex(data, schema.key, "examples").find(refs, pc.unique(keys), want)
+    source = {r.id: r.source for r in refs}
+    found = found.sort_by([(IX_BATCH, "ascending"), (POS, "ascending")])
+    t = found.select(want).cast(pa.schema([f for f in schema.arrow_schema("examples").append(
+        pa.field(HOLDOUT, pa.bool_())) if f.name in want]))
+    t = t.append_column(BATCH, found[IX_BATCH])
+    t = t.append_column(SOURCE, pa.array([source[b] for b in found[IX_BATCH].to_pylist()], pa.string()))
+    return t
+
+
+def rows_for(data: DataStore, schema: DataSchema, refs: Sequence[BatchRef],
+             rules: Iterable[PurgeRule | Mapping[str, Any]], keys: pa.Array, *, seq_to: int | None = None,
+             holdout: str = "include", columns: list[str] | None = None, as_of: int | None = None) -> pa.Table:
+    """``read_rows`` restricted to the rows with these keys (trainable only, ``rules`` applied);
+    ``as_of``: as they were when batch ``as_of`` was the newest (later labels not joined)."""
+    ex = examples_for(data, schema, refs, keys, columns)
+    if as_of is not None:
+        ex = ex.filter(pc.less_equal(ex[BATCH], as_of))
+    return _joined(ex, labels_for(data, schema, refs, ex[schema.key], upto=as_of), schema, rules_of(rules),
+                   trainable_only=True, seq_from=None, seq_to=seq_to, holdout=holdout)
+
+
+@dataclass
+class NewRows:
+    """What became trainable after a watermark (see ``read_new``)."""
+
+    rows: pa.Table  # rows whose _trainable_seq > after (hold-out included), rules applied
+    relabelled: pa.Array  # keys of the labels and feedback batches after the watermark
+
+
+def read_new(data: DataStore, schema: DataSchema, refs: Sequence[BatchRef],
+             rules: Iterable[PurgeRule | Mapping[str, Any]], *, after: int | None,
+             columns: list[str] | None = None) -> NewRows:
+    """The rows that became trainable after ``after`` (``read_rows(seq_from=after + 1,
+    holdout="include")``) reading only the batches ingested since and the older rows their labels
+    name: every example batch after the watermark, and the rows of older ones that a later labels
+    batch labels (found through the key index)."""
+    if after is None:
+        rows = read_rows(data, schema, refs, rules, holdout="include", columns=columns)
+        return NewRows(rows, pa.array([], pa.string()))
+    ex_new = [r for r in refs if r.kind == "examples" and r.id > after]
+    lab_new = [r for r in refs if r.kind in LABEL_KINDS and r.id > after]
+    parts = [load_examples(data, ex_new, schema, columns)]
+    relabelled = pa.chunked_array([data.read(r.segment_path, columns=[schema.key])[schema.key] for r in lab_new],
+                                  pa.string()).combine_chunks() if lab_new else pa.array([], pa.string())
+    if len(relabelled):
+        old = examples_for(data, schema, refs, relabelled, columns)
+        parts.append(old.filter(pc.less_equal(old[BATCH], after)).cast(parts[0].schema))
+    ex = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    if len(parts) > 1:
+        ex = ex.take(pc.sort_indices(ex[BATCH]))  # batch order (stable: each batch keeps its row order)
+    rows = _joined(ex, labels_for(data, schema, refs, ex[schema.key]), schema, rules_of(rules), trainable_only=True,
+                   seq_from=after + 1, seq_to=None, holdout="include")
+    return NewRows(rows, relabelled)

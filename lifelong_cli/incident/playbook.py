@@ -1,4 +1,6 @@
-"""Executable playbooks: YAML files that run llctl verbs through their ops (never a shell).
+"""Executable playbooks: YAML files that run llctl verbs through their ops (never a shell). This
+module parses, lints and evaluates them; the verb table, which maps a step's ``run`` to an op, lives
+with the ops (``ops/playbook.py``) and is passed in.
 
 A playbook::
 
@@ -30,12 +32,11 @@ path (``result.…``, ``status.…``, ``params.…``, ``steps.…``) to a value 
 
 from __future__ import annotations
 
-import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -50,54 +51,14 @@ OPS = {"==", "!=", "<", "<=", ">", ">=", "in", "not_in"}
 _REF = re.compile(r"\{([A-Za-z_][\w.-]*)\}")
 
 
-def _verbs() -> dict[str, Callable[..., Any]]:
-    """Verb name → op callable. Imports are deferred to the call (fast start)."""
+class Verb(Protocol):
+    """One entry of the verb table (``ops/playbook.py``, beside the ops it calls): callable as the op."""
 
-    def lazy(module: str, name: str, **fixed: Any) -> Callable[..., Any]:
-        def call(ctx, **kw):
-            import importlib
+    def __call__(self, ctx: Any, **kwargs: Any) -> Any: ...
 
-            return getattr(importlib.import_module(f"lifelong_cli.ops.{module}"), name)(ctx, **fixed, **kw)
-
-        call.__llctl_target__ = (module, name, tuple(fixed))  # type: ignore[attr-defined]
-        return call
-
-    return {
-        "stop-training": lazy("stop_training", "stop_training"),
-        "resume": lazy("resume", "resume"),
-        "fallback-on": lazy("rollback", "fallback", on=True),
-        "fallback-off": lazy("rollback", "fallback", on=False),
-        "rollback": lazy("rollback", "rollback"),
-        "purge-data": lazy("purge_data", "purge_data"),
-        "train": lazy("train", "train"),
-        "validate": lazy("validate", "validate"),
-        "push": lazy("push", "push"),
-        "canary-start": lazy("canary", "start"),
-        "canary-step": lazy("canary", "step"),
-        "canary-status": lazy("canary", "status"),
-        "canary-promote": lazy("canary", "promote"),
-        "canary-abort": lazy("canary", "abort"),
-        "canary-watch": lazy("canary", "watch"),
-        "drift": lazy("drift", "drift"),
-        "status": lazy("status", "status"),
-        "check": lazy("check", "check"),
-        "slo-relax": lazy("check", "relax"),
-        "incident-note": lazy("incident", "note"),
-        "versions": lazy("versions", "versions"),
-    }
-
-
-VERBS = _verbs()
-
-
-def verb_params(verb: str) -> set[str]:
-    """The keyword arguments a verb takes in ``with`` (from its op's signature)."""
-    import importlib
-
-    module, name, fixed = VERBS[verb].__llctl_target__  # type: ignore[attr-defined]
-    fn = getattr(importlib.import_module(f"lifelong_cli.ops.{module}"), name)
-    params = inspect.signature(fn).parameters
-    return {p for p in params if p not in ("ctx", "progress", *fixed)} | ({"from"} if "from_" in params else set())
+    def params(self) -> set[str]:
+        """The keyword arguments the verb takes in ``with``."""
+        ...
 
 
 # --------------------------------------------------------------------------------------- loading
@@ -167,8 +128,9 @@ def _node_for(root: Any, *path: Any) -> Any:
     return node
 
 
-def load(path: Path) -> Playbook:
-    """Parse and lint one playbook; LintError (exit 6) names the file, the line and the problem."""
+def load(path: Path, verbs: Mapping[str, Verb]) -> Playbook:
+    """Parse and lint one playbook against the verbs it may run; LintError (exit 6) names the file, the
+    line and the problem."""
     text = path.read_text(encoding="utf-8")
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -225,12 +187,12 @@ def load(path: Path) -> Playbook:
         verb = s.get("run")
         if verb is None:
             raise fail(f"step {i + 1} ({name}): missing 'run' (the verb to run)", "steps", i)
-        if verb not in VERBS:
-            raise fail(f"step {i + 1} ({name}): unknown verb {verb!r} (known: {', '.join(sorted(VERBS))})", "steps", i, "run")
+        if verb not in verbs:
+            raise fail(f"step {i + 1} ({name}): unknown verb {verb!r} (known: {', '.join(sorted(verbs))})", "steps", i, "run")
         args = s.get("with") or {}
         if not isinstance(args, dict):
             raise fail(f"step {i + 1} ({name}): 'with' must be a mapping of arguments", "steps", i, "with")
-        allowed = verb_params(verb)
+        allowed = verbs[verb].params()
         for a in args:
             if a not in allowed:
                 raise fail(f"step {i + 1} ({name}): {verb} takes no argument {a!r} (it takes: {', '.join(sorted(allowed))})",
@@ -313,11 +275,11 @@ def discover(ctx: Any) -> dict[str, Path]:
     return out
 
 
-def find(ctx: Any, name: str) -> Playbook:
+def find(ctx: Any, name: str, verbs: Mapping[str, Verb]) -> Playbook:
     found = discover(ctx)
     if name not in found:
         raise NotFoundError(f"no playbook {name!r}", hint=f"`llctl playbook list` shows: {', '.join(sorted(found))}")
-    pb = load(found[name])
+    pb = load(found[name], verbs)
     if pb.name != name:
         raise LintError(f"{found[name]}:{name_line(found[name])}: the file is named {name!r} but declares name {pb.name!r}",
                         hint="make them agree")
@@ -354,7 +316,7 @@ def coerce(param: Param, raw: Any) -> Any:
         raise UsageError(f"--param {param.name}={raw!r}: expected {param.type}", hint=param.help or None) from None
     if param.type == "time":
         from lifelong_cli.context import utcnow
-        from lifelong_cli.ops.audit import parse_time
+        from lifelong_cli.timeparse import parse_time
 
         parse_time(v, now=utcnow(), flag=f"--param {param.name}")  # validated; ops parse it again
     if param.choices and v not in param.choices:
@@ -448,10 +410,11 @@ def holds(cond: dict[str, Any], scope: dict[str, Any]) -> tuple[bool, str]:
     return True, ""
 
 
-def call_args(step: Step, scope: dict[str, Any], playbook: str) -> dict[str, Any]:
+def call_args(step: Step, scope: dict[str, Any], playbook: str, verb: Verb) -> dict[str, Any]:
+    """The keyword arguments for ``verb`` (the step's): its ``with`` resolved, and a reason if it takes one."""
     args = substitute(step.with_, scope)
     if "from" in args:
         args["from_"] = args.pop("from")
-    if "reason" in verb_params(step.run) and not args.get("reason"):
+    if "reason" in verb.params() and not args.get("reason"):
         args["reason"] = f"playbook {playbook}: step {step.n} ({step.name})"
     return args

@@ -34,26 +34,29 @@ class Report:
     plots: dict[str, str] = field(default_factory=dict)
 
 
-def _golden_by_version(t) -> dict[int, float]:
+def _golden_by_version(t, model: str) -> dict[int, float]:
     """Each version's golden metric (accuracy, else the first metric) from its latest validation."""
+    from lifelong_cli.store import versions
+
     out: dict[int, float] = {}
-    for r in t.rows("SELECT version_id, gates FROM validations ORDER BY id", types={"gates": "json"}):
-        for g in r["gates"] or []:
-            if (g["name"].startswith("golden ") and isinstance(g["figure"], int | float)
-                    and (g["name"] == "golden accuracy" or r["version_id"] not in out)):
-                out[r["version_id"]] = float(g["figure"])
+    for v in versions.lineage_graph(t, model):
+        golden = [g for g in (versions.latest_validation(t, model, v["id"]) or {}).get("gates") or []
+                  if g["name"].startswith("golden ") and isinstance(g["figure"], int | float)]
+        pick = next((g for g in golden if g["name"] == "golden accuracy"), golden[0] if golden else None)
+        if pick is not None:
+            out[v["id"]] = float(pick["figure"])
     return out
 
 
-def _serving_history(t) -> list[dict[str, Any]]:
-    """What was stable (and the canary's share, and fallback) after each deployment change."""
+def _serving_history(t, model: str) -> list[dict[str, Any]]:
+    """What was stable (and the canary's share, and fallback) after each deployment change of ``model``."""
     from lifelong_cli.store import audit
 
     state = {"stable": None, "canary": None, "share": 0.0, "fallback": False}
     out = []
-    for e in audit.query(t):
+    for e in audit.query(t, model=model):
         d, a, verb = e["detail"] or {}, e["args"] or {}, e["verb"]
-        if e["outcome"] not in ("ok", "passed"):
+        if e["outcome"] not in ("ok", "passed") or e["model"] != model:
             continue
         if verb == "canary start":
             if d.get("first_launch"):
@@ -77,30 +80,25 @@ def _serving_history(t) -> list[dict[str, Any]]:
 
 
 def build(ctx: Any, incident_id: int) -> Report:
-    from lifelong_cli.ops.incident import _get, timeline
+    """The report of an incident ``ctx.model`` can see. Its versions, data and traffic are those of the
+    incident's model (of ``ctx.model`` for a store-wide incident); its timeline is every linked entry."""
+    from lifelong_cli.store import audit, batches, incidents, predictions, purge_rules
 
     with ctx.store.tx(write=False) as t:
-        inc = _get(t, incident_id)
-        tl = timeline(t, inc)
+        inc = incidents.require(t, ctx.model, incident_id)
+        model = inc["model"] or ctx.model
+        tl = incidents.timeline(t, inc)
         end = inc["closed_at"] or ctx.now()
-        purges = t.rows("SELECT id, created_at, created_by, reason, spec, rows_affected, blast_radius, active, hard "
-                        "FROM purge_rules WHERE created_at >= :a AND created_at <= :b ORDER BY id",
-                        {"a": inc["opened_at"], "b": end},
-                        types={"created_at": "ts", "spec": "json", "blast_radius": "json", "active": "bool", "hard": "bool"})
+        purges = purge_rules.created_between(t, model, inc["opened_at"], end)
         batch_ids = sorted({b for p in purges for b in ((p["blast_radius"] or {}).get("batches") or [])}
                            | {p["spec"]["batch"] for p in purges if isinstance(p["spec"].get("batch"), int)})
-        bad_batches = (t.rows("SELECT id, created_at FROM batches WHERE id IN (" + ",".join(str(int(b)) for b in batch_ids) + ")",
-                              types={"created_at": "ts"}) if batch_ids else [])
-        impact = min([b["created_at"] for b in bad_batches], default=inc["opened_at"])
+        impact = min((b["created_at"] for b in batches.created_at_of(t, model, batch_ids)), default=inc["opened_at"])
         impact = min(impact, inc["opened_at"])
-        from lifelong_cli.store import audit
-
-        before_open = [e for e in audit.query(t, since=impact) if e["ts"] <= inc["opened_at"]]
-        golden = _golden_by_version(t)
-        history = _serving_history(t)
+        before_open = [e for e in audit.query(t, model=model, since=impact) if e["ts"] <= inc["opened_at"]]
+        golden = _golden_by_version(t, model)
+        history = _serving_history(t, model)
         window_start = impact - timedelta(minutes=1)
-        traffic = t.rows("SELECT ts, version, variant, ok FROM predictions WHERE ts >= :a AND ts <= :b ORDER BY ts",
-                         {"a": window_start, "b": end + timedelta(minutes=1)}, types={"ts": "ts", "ok": "bool"})
+        traffic = predictions.traffic_between(t, model, start=window_start, end=end + timedelta(minutes=1))
     detections = [e["ts"] for e in before_open
                   if (e["verb"] == "validate" and e["outcome"] == "rejected")
                   or (e["verb"] == "canary abort" and (e["args"] or {}).get("automatic"))
@@ -220,7 +218,8 @@ def _sections(rep: Report) -> list[tuple[str, list[str] | list[list[str]], str]]
         return "—" if d["metric"] is None else f"{d['metric']:.4f} (v{d['version']})"
 
     out: list[tuple[str, Any, str]] = [
-        ("Summary", [f"**{inc['title']}** — severity {inc['severity']}, {inc['status']}.",
+        ("Summary", [f"**{inc['title']}** — " + ("all models" if inc["model"] is None else f"model {inc['model']}")
+                     + f", severity {inc['severity']}, {inc['status']}.",
                      f"Opened {_ts(inc['opened_at'])} by {inc['opened_by']}"
                      + (f"; closed {_ts(inc['closed_at'])} by {inc['closed_by']}." if inc["closed_at"] else "; still open."),
                      inc["summary"] or "(summary: to be written)"], "p"),

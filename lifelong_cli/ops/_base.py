@@ -49,31 +49,25 @@ class AuditEntry:
 
 @contextmanager
 def audited(
-    ctx: AppContext, verb: str, *, args: Mapping[str, Any], reason: str | None = None, sa: bool = False
+    ctx: AppContext, verb: str, *, args: Mapping[str, Any], reason: str | None = None, store_wide: bool = False
 ) -> Iterator[tuple[Any, AuditEntry]]:
-    """Run a state change and its audit entry in one transaction.
+    """Run a state change and its audit entry in one transaction (a ``Tx``).
 
-    Yields a fast ``Tx`` (or, with ``sa=True``, a SQLAlchemy connection for the heavier planes).
+    The entry names the model the command acts on (``ctx.model``), or none when ``store_wide``.
     If the op raises an LlctlError the change is rolled back and the refusal is audited on its own."""
     from lifelong_cli.store import audit
-    from lifelong_cli.store.sql import Tx
 
+    model = None if store_wide else ctx.model
     entry = AuditEntry()
     try:
-        if sa:
-            with ctx.store.transaction() as conn:
-                yield conn, entry
-                audit.append(Tx.from_sa(conn), ts=ctx.now(), actor=ctx.actor, verb=verb, args=args, reason=reason,
-                             outcome=entry.outcome, detail=entry.detail)
-        else:
-            with ctx.store.tx() as t:
-                yield t, entry
-                audit.append(t, ts=ctx.now(), actor=ctx.actor, verb=verb, args=args, reason=reason,
-                             outcome=entry.outcome, detail=entry.detail)
+        with ctx.store.tx() as t:
+            yield t, entry
+            audit.append(t, model=model, ts=ctx.now(), actor=ctx.actor, verb=verb, args=args, reason=reason,
+                         outcome=entry.outcome, detail=entry.detail)
     except LlctlError as exc:
         if exc.kind == "unavailable":
             raise
         with ctx.store.tx() as t:
-            audit.append(t, ts=ctx.now(), actor=ctx.actor, verb=verb, args=args, reason=reason,
+            audit.append(t, model=model, ts=ctx.now(), actor=ctx.actor, verb=verb, args=args, reason=reason,
                          outcome="refused", detail={"error": exc.message, "exit_code": exc.exit_code})
         raise

@@ -41,6 +41,7 @@ DEMO_SETTINGS = {
 
 @dataclass(frozen=True)
 class DemoResult(Result):
+    model: str
     workdir: str
     kept: bool
     seconds: float
@@ -74,6 +75,7 @@ class _Demo:
         for k in [k for k in self.env if k.startswith("LLCTL_") and "__" in k]:
             del self.env[k]  # the demo runs on its own embedded defaults
         self.env.pop("LLCTL_CONFIG", None)
+        self.env.pop("LLCTL_MODEL", None)  # its one model is the example config's
         self.server: subprocess.Popen | None = None
         self.traffic = None
         self.port = _free_port()
@@ -247,14 +249,15 @@ def demo(*, workdir: str | None = None, keep: bool = False, progress: Callable[[
         d.say(rep.message)
         from lifelong_cli.store import deployment
 
-        with d.ctx().store.tx(write=False) as t:
-            dep = deployment.get(t)
+        ctx = d.ctx()
+        with ctx.store.tx(write=False) as t:
+            dep = deployment.get(t, ctx.model)
         return DemoResult(
-            str(wd), keep, round(time.monotonic() - d.t0, 1), round(detected - bad_ingested, 1),
+            ctx.model, str(wd), keep, round(time.monotonic() - d.t0, 1), round(detected - bad_ingested, 1),
             rep.durations["time_to_mitigate_s"], g["before"]["metric"], g["worst_served"]["metric"], g["after"]["metric"],
             tally.sent if tally else 0, tally.failed if tally else 0, int(purged or 0), iid, rep.path,
             {"first": v1, "rejected": bad_v, "stable": dep["stable_version"]},
-            f"recovered: v{dep['stable_version']} is stable; postmortem draft at {rep.path}")
+            f"model '{ctx.model}' recovered: v{dep['stable_version']} is stable; postmortem draft at {rep.path}")
     except BaseException:
         keep = True  # leave the evidence
         raise

@@ -1,4 +1,6 @@
-"""doctor: is this workspace consistent? Each check says what it found and what to do."""
+"""doctor: is this workspace consistent? Each check says what it found and what to do. The model's
+own rows are checked (``--model``); store-wide problems (other models' state rows, stray files under
+the data root, the audit log's guard) are reported once."""
 
 from __future__ import annotations
 
@@ -7,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lifelong_cli.errors import LlctlError
+from lifelong_cli.fsutil import TMP_SUFFIX
 from lifelong_cli.ops._base import Result
-from lifelong_cli.ops.fsutil import TMP_SUFFIX
 
 if TYPE_CHECKING:
     from lifelong_cli.context import AppContext
@@ -26,6 +28,7 @@ class Check:
 class DoctorResult(Result):
     ok: bool
     checks: list[Check] = field(default_factory=list)
+    model: str | None = None  # the model whose rows were checked (None: it could not be chosen)
 
     @property
     def findings(self) -> list[Check]:
@@ -62,72 +65,79 @@ def doctor(ctx: AppContext) -> DoctorResult:
         checks.append(Check("store", False, exc.message, exc.hint))
         return DoctorResult(ok=False, checks=checks)
     checks.append(Check("store", True, f"reachable at {store.display_url}"))
-    from lifelong_cli.store.schema import HEAD_REVISION
+    from lifelong_cli.store.db import HEAD_REVISION
 
     if rev != HEAD_REVISION:
         checks.append(Check("migrations", False, f"store at {rev or 'no schema'}, llctl needs {HEAD_REVISION}",
                             "run `llctl db upgrade`"))
         return DoctorResult(ok=False, checks=checks)
     checks.append(Check("migrations", True, f"at {rev}"))
-    checks.extend(_store_checks(ctx, store))
-    return DoctorResult(ok=all(c.ok for c in checks), checks=checks)
+    try:
+        model = ctx.model
+    except LlctlError as exc:
+        checks.append(Check("model", False, exc.message, exc.hint))
+        model = None
+    checks.extend(_store_checks(ctx, store, model))
+    return DoctorResult(ok=all(c.ok for c in checks), checks=checks, model=model)
 
 
-def _store_checks(ctx: AppContext, store) -> list[Check]:
-    from sqlalchemy import func, select
-
-    from lifelong_cli.store.schema import batches, deployment, model_versions, training_control
+def _store_checks(ctx: AppContext, store, model: str | None) -> list[Check]:
+    """The rows of ``model``, and once for the whole store: every model's state rows, files under the
+    data root that no batch of any model refers to, the audit log's guard."""
+    from lifelong_cli.store import batches, control, deployment, health
 
     out: list[Check] = []
     now = ctx.now()
-    with store.read() as conn:
-        dep = conn.execute(select(deployment)).mappings().all()
-        ctl = conn.execute(select(training_control)).mappings().all()
-        if len(dep) != 1 or len(ctl) != 1:
-            out.append(Check("singletons", False, f"{len(dep)} deployment row(s), {len(ctl)} training-control row(s); expected 1 each",
-                             "the store was edited by hand; restore it from a backup"))
-            return out
-        out.append(Check("singletons", True, "deployment and training-control rows present"))
-        d = dep[0]
-        known = {r[0] for r in conn.execute(select(model_versions.c.id))}
-        dangling = {k: d[k] for k in ("stable_version", "canary_version", "training_head") if d[k] is not None and d[k] not in known}
-        out.append(Check("deployment pointers", not dangling,
-                         f"point at missing versions: {dangling}" if dangling else f"generation {d['generation']}",
-                         "`llctl rollback --to V` to a version that exists" if dangling else None))
-        c = ctl[0]
-        if c["lease_holder"] and c["lease_expires_at"] and c["lease_expires_at"] <= now:
-            out.append(Check("training lease", True, f"expired lease of {c['lease_holder']} (the next train takes it over)"))
-        else:
-            out.append(Check("training lease", True, f"held by {c['lease_holder']}" if c["lease_holder"] else "free"))
-        missing = []
-        for row in conn.execute(select(batches.c.id, batches.c.segment_path).where(batches.c.status == "accepted")):
-            if row[1] and "://" not in row[1] and not Path(row[1]).exists():
-                missing.append(row[0])
-        out.append(Check("segments", not missing,
-                         f"batches {missing[:10]} have no segment file" if missing
-                         else f"{conn.execute(select(func.count(batches.c.id))).scalar()} batch(es), all segments present",
-                         "the data root was changed by hand; restore those files or purge the batches" if missing else None))
-        referenced = {p for row in conn.execute(select(batches.c.segment_path, batches.c.quarantine_path)) for p in row if p}
-        root = Path(ctx.config.data_root)
-        if "://" not in ctx.config.data_root and root.is_dir():
-            orphans = [p for area in ("segments", "quarantine") for p in (root / area).rglob("*.parquet")
-                       if str(p) not in referenced]
-            out.append(Check("unreferenced segments", not orphans,
-                             f"{len(orphans)} segment file(s) no batch refers to, e.g. {orphans[0]}" if orphans
-                             else "every segment file belongs to a batch",
-                             "left by an ingest interrupted just before it committed (or replaced by a hard purge); "
-                             "readers never see them; delete them when nothing runs" if orphans else None))
-        guard = _append_only_guard(conn)
-        out.append(Check("audit log", guard, "append-only guard installed" if guard else "append-only trigger missing",
-                         None if guard else "run `llctl db upgrade`; if it persists the store was edited by hand"))
+    with store.tx(write=False) as t:
+        rows = health.models_state_rows(t)
+        broken = [r["name"] for r in rows if (r["deployment"], r["control"]) != (1, 1)]
+        others = [r["name"] for r in rows if r["name"] != model]
+        if model is not None:
+            out.append(Check("model", True, f"'{model}'" + (f"; the store also holds {', '.join(others)}" if others else "")))
+        out.append(Check("singletons", not broken,
+                         f"model(s) {', '.join(broken)} lack their deployment or training-control row" if broken
+                         else f"deployment and training-control rows present for {len(rows)} model(s)",
+                         "the store was edited by hand; restore it from a backup" if broken else None))
+        if model is not None and model not in broken:
+            out += _model_checks(t, model, now, deployment.get(t, model), control.get(t, model))
+        referenced = {p for b in batches.segment_paths(t) for p in (b["segment_path"], b["quarantine_path"]) if p}
+        guard = health.append_only_guard(t)
+    root = Path(ctx.config.data_root)
+    if "://" not in ctx.config.data_root and root.is_dir():
+        orphans = [p for p in root.rglob("*.parquet")
+                   if {"segments", "quarantine"} & set(p.relative_to(root).parts[:-1]) and str(p) not in referenced]
+        out.append(Check("unreferenced segments", not orphans,
+                         f"{len(orphans)} segment file(s) no batch refers to, e.g. {orphans[0]}" if orphans
+                         else "every segment file belongs to a batch",
+                         "left by an ingest interrupted just before it committed (or replaced by a hard purge); "
+                         "readers never see them; delete them when nothing runs" if orphans else None))
+    out.append(Check("audit log", guard, "append-only guard installed" if guard else "append-only trigger missing",
+                     None if guard else "run `llctl db upgrade`; if it persists the store was edited by hand"))
     return out
 
 
-def _append_only_guard(conn: Any) -> bool:
-    from sqlalchemy import text
+def _model_checks(t: Any, model: str, now: Any, d: dict[str, Any], c: Any) -> list[Check]:
+    """One model's deployment pointers, training lease and segments."""
+    from lifelong_cli.store import batches, versions
 
-    if conn.dialect.name == "postgresql":
-        q = "SELECT count(*) FROM pg_trigger WHERE tgname = 'audit_log_append_only'"
+    out: list[Check] = []
+    known = {v["id"] for v in versions.lineage_graph(t, model)}
+    dangling = {k: d[k] for k in ("stable_version", "canary_version", "training_head") if d[k] is not None and d[k] not in known}
+    out.append(Check("deployment pointers", not dangling,
+                     f"model '{model}': point at missing versions: {dangling}" if dangling
+                     else f"model '{model}': generation {d['generation']}",
+                     "`llctl rollback --to V` to a version that exists" if dangling else None))
+    if c.lease_holder and c.lease_expires_at and c.lease_expires_at <= now:
+        out.append(Check("training lease", True, f"model '{model}': expired lease of {c.lease_holder} "
+                                                 "(the next train takes it over)"))
     else:
-        q = "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'audit_log_no_%'"
-    return conn.execute(text(q)).scalar() >= 1
+        out.append(Check("training lease", True, f"model '{model}': " + (f"held by {c.lease_holder}" if c.lease_holder
+                                                                          else "free")))
+    rows = batches.segment_paths(t, model)
+    missing = [b["id"] for b in rows if b["status"] == "accepted" and b["segment_path"]
+               and "://" not in b["segment_path"] and not Path(b["segment_path"]).exists()]
+    out.append(Check("segments", not missing,
+                     f"model '{model}': batches {missing[:10]} have no segment file" if missing
+                     else f"model '{model}': {len(rows)} batch(es), all segments present",
+                     "the data root was changed by hand; restore those files or purge the batches" if missing else None))
+    return out

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class DriftResult(Result):
+    model: str
     scope: str
     batch: int | None
     drifted: bool
@@ -23,28 +24,28 @@ class DriftResult(Result):
 
 def drift(ctx: AppContext, *, batch: int | None = None, from_: str | None = None,
           to: str | None = None) -> DriftResult:
-    """Per-feature statistics, p-values and the decision. Without arguments: the newest checked batch."""
-    from sqlalchemy import select
-
-    from lifelong_cli.store.schema import batches
+    """Per-feature statistics, p-values and the decision, for one of the model's batches (against the
+    model's own rows before it). Without arguments: its newest checked batch."""
+    from lifelong_cli.store import batches
 
     if batch is not None and (from_ or to):
         raise UsageError("give either --batch or --from/--to, not both", hint="llctl drift --batch 12")
     if from_ or to:
         return _window(ctx, from_, to)
-    with ctx.store.read() as conn:
-        q = select(batches.c.id, batches.c.drift, batches.c.status, batches.c.kind)
-        q = q.where(batches.c.id == batch) if batch is not None else q.where(batches.c.drift.is_not(None)).order_by(batches.c.id.desc()).limit(1)
-        row = conn.execute(q).first()
+    model = ctx.model
+    with ctx.store.tx(write=False) as t:
+        row = batches.get(t, model, batch) if batch is not None else batches.newest_drift(t, model)
     if row is None:
         if batch is not None:
-            raise BatchNotFoundError(f"no batch {batch}", hint="`llctl status` shows the newest batches")
-        raise NotFoundError("no batch has been checked for drift yet", hint="ingest a second batch: the first one is the reference")
-    if row[1] is None:
-        raise NotFoundError(f"batch {row[0]} has no drift report ({row[3]} batch, {row[2]}; the first batch has no reference)",
-                            hint="`llctl drift --from T --to T` checks any window")
-    rep = row[1]
-    return DriftResult("batch", row[0], bool(rep["drifted"]), rep, rep.get("hint", "").replace("<batch>", str(row[0])))
+            raise BatchNotFoundError(f"model '{model}' has no batch {batch}", hint="`llctl status` shows the newest batches")
+        raise NotFoundError(f"no batch of model '{model}' has been checked for drift yet",
+                            hint="ingest a second batch: the first one is the reference")
+    if row["drift"] is None:
+        raise NotFoundError(f"batch {row['id']} has no drift report ({row['kind']} batch, {row['status']}; "
+                            "the first batch has no reference)", hint="`llctl drift --from T --to T` checks any window")
+    rep = row["drift"]
+    return DriftResult(model, "batch", row["id"], bool(rep["drifted"]), rep,
+                       rep.get("hint", "").replace("<batch>", str(row["id"])))
 
 
 def _window(ctx: AppContext, from_: str | None, to: str | None) -> DriftResult:
@@ -54,16 +55,19 @@ def _window(ctx: AppContext, from_: str | None, to: str | None) -> DriftResult:
     from lifelong_cli.data import reader as rd
     from lifelong_cli.data.schema import TS_TYPE, DataSchema
     from lifelong_cli.data.segments import DataStore
-    from lifelong_cli.ops.audit import parse_time
     from lifelong_cli.ops.ingest import drift_report
+    from lifelong_cli.store import batches, purge_rules
+    from lifelong_cli.timeparse import parse_time
 
     now = ctx.now()
     lo = parse_time(from_, now=now, flag="--from") if from_ else None
     hi = parse_time(to, now=now, flag="--to") if to else None
     schema = DataSchema.from_settings(ctx.config.settings.data)
-    data = DataStore(ctx.config.data_root)
-    with ctx.store.read() as conn:
-        rows = rd.read_rows(conn, data, schema, trainable_only=False, holdout="include")
+    model = ctx.model
+    with ctx.store.tx(write=False) as t:
+        refs = batches.for_reading(t, model)
+        rules = purge_rules.active(t, model)
+    rows = rd.read_rows(DataStore(ctx.data_root), schema, refs, rules, trainable_only=False, holdout="include")
     et = rows[schema.event_time]
     inside = pa.array([True] * rows.num_rows, pa.bool_())
     if lo:
@@ -83,4 +87,4 @@ def _window(ctx: AppContext, from_: str | None, to: str | None) -> DriftResult:
     rep = drift_report(ctx, schema, before, current)
     window = " ".join(f"--{k} {v}" for k, v in (("from", from_), ("to", to)) if v)
     hint = rep.get("hint", "").replace("`llctl drift --batch <batch>`", f"`llctl drift {window}`")
-    return DriftResult("window", None, bool(rep["drifted"]), rep, hint.replace("--batch <batch>", window))
+    return DriftResult(model, "window", None, bool(rep["drifted"]), rep, hint.replace("--batch <batch>", window))

@@ -1,8 +1,9 @@
-"""feedback export: outcomes that serving received, as feedback rows `llctl ingest --kind feedback` takes.
+"""feedback export: outcomes that serving received for the model, as feedback rows `llctl ingest --kind
+feedback` takes.
 
-`POST /v1/feedback` labels a request by its id; the prediction log holds the example keys each
-request carried (the schema's key column in the rows). Joined, they become rows of
-(key, event time, label) — the feedback arrives as late labels for those examples. Feedback for a
+`POST /v1/feedback` (or `/v1/models/{name}/feedback`) labels a request by its id; the prediction log
+holds the example keys each request carried (the schema's key column in the rows). Joined, they
+become rows of (key, event time, label) — the feedback arrives as late labels for those examples. Feedback for a
 request whose rows carried no key cannot be joined to an example and is counted, not exported."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class FeedbackExport(Result):
+    model: str
     path: str | None
     rows: int
     without_key: int
@@ -32,14 +34,13 @@ def export(ctx: AppContext, *, out: str, after_id: int = 0) -> FeedbackExport:
     import io
     from pathlib import Path
 
-    from lifelong_cli.ops.fsutil import atomic_write_bytes
+    from lifelong_cli.fsutil import atomic_write_bytes
+    from lifelong_cli.store import predictions
 
     s = ctx.config.settings.data
     with ctx.store.tx(write=False) as t:
-        rows = t.rows("SELECT f.id, f.ts, f.row_index, f.label, p.keys FROM feedback f JOIN predictions p "
-                      "ON p.request_id = f.request_id AND p.ok = :t WHERE f.id > :after ORDER BY f.id",
-                      {"after": after_id, "t": True}, types={"ts": "ts", "keys": "json"})
-        last = t.scalar("SELECT max(id) FROM feedback")
+        rows = predictions.feedback_with_keys(t, ctx.model, after_id=after_id)
+        last = predictions.last_feedback_id(t, ctx.model)
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow([s.key, s.event_time, s.label])
@@ -56,11 +57,12 @@ def export(ctx: AppContext, *, out: str, after_id: int = 0) -> FeedbackExport:
         w.writerow([key, r["ts"].isoformat().replace("+00:00", "Z"), r["label"]])
         exported += 1
     if not exported:
-        raise NotFoundError(f"no feedback to export after id {after_id}"
+        raise NotFoundError(f"model '{ctx.model}': no feedback to export after id {after_id}"
                             + (f" ({without_key} without an example key)" if without_key else ""),
-                            hint="clients send the example key in each row and POST /v1/feedback with the request id")
+                            hint="clients send the example key in each row and POST /v1/feedback "
+                            "(/v1/models/NAME/feedback) with the request id")
     atomic_write_bytes(ctx.cwd / Path(out), buf.getvalue().encode())
-    return FeedbackExport(out, exported, without_key, last,
-                          f"{exported} feedback row(s) written to {out}"
+    return FeedbackExport(model=ctx.model, path=out, rows=exported, without_key=without_key, last_id=last,
+                          message=f"model '{ctx.model}': {exported} feedback row(s) written to {out}"
                           + (f"; {without_key} skipped (no example key)" if without_key else ""),
-                          f"`llctl ingest {out} --kind feedback`; next time --after-id {last}")
+                          next=f"`llctl ingest {out} --kind feedback`; next time --after-id {last}")

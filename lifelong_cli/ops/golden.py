@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class GoldenImportResult(Result):
+    model: str
     batch: int | None
     status: str
     rows: int
@@ -25,28 +26,30 @@ class GoldenImportResult(Result):
 def golden_import(ctx: AppContext, *, path: str, slice_by: str | None = None, fmt: str | None = None,
                   name: str = "golden", dry_run: bool = False) -> GoldenImportResult:
     """Store a golden set. Rows are validated like examples and must carry a label; ``slice_by``
-    names a column of the file whose values name the slices (e.g. an old task, a segment)."""
+    names a column of the file whose values name the slices (e.g. an old task, a segment). The set
+    belongs to the model the command acts on; importing the same file for another model is not a
+    duplicate."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    from sqlalchemy import select
 
     from lifelong_cli.data.reader import SLICE
     from lifelong_cli.data.readers import iter_chunks, open_input
     from lifelong_cli.data.schema import DataSchema, missing_required, validate_chunk
     from lifelong_cli.data.segments import DataStore
-    from lifelong_cli.store.schema import batches
+    from lifelong_cli.store import batches
 
     schema = DataSchema.from_settings(ctx.config.settings.data)
     if slice_by is not None and not slice_by.strip():
         raise UsageError("--slice-by needs a column name", hint="llctl golden import FILE --slice-by task")
-    data = DataStore(ctx.config.data_root)
+    model = ctx.model
+    data = DataStore(ctx.data_root)
     src = open_input(path, fmt=fmt, spool_dir=ctx.config.state_dir / "spool")
     try:
-        with ctx.store.read() as conn:
-            twin = conn.execute(select(batches.c.id).where(batches.c.kind == "golden", batches.c.content_hash == src.sha256,
-                                                           batches.c.status == "accepted")).scalar()
+        with ctx.store.tx(write=False) as t:
+            twin = batches.accepted_twin(t, model, "golden", src.sha256)
         if twin is not None:
-            return GoldenImportResult(twin, "duplicate", 0, 0, message=f"already imported as golden batch {twin}")
+            return GoldenImportResult(model, twin, "duplicate", 0, 0,
+                                      message=f"model '{model}': already imported as golden batch {twin}")
         wanted = schema.columns("golden") + ([slice_by] if slice_by and slice_by not in schema.columns("golden") else [])
         out_schema = schema.arrow_schema("golden").append(pa.field(SLICE, pa.string()))
         good_parts, bad_rows, read = [], 0, 0
@@ -76,21 +79,32 @@ def golden_import(ctx: AppContext, *, path: str, slice_by: str | None = None, fm
         table = pa.concat_tables(good_parts)
         if dry_run:
             slices = {r["values"]: r["counts"] for r in pc.value_counts(table[SLICE]).to_pylist()}
-            return GoldenImportResult(None, "dry-run", rows, bad_rows, slices,
-                                      f"dry run: would import {rows} golden rows in {len(slices)} slice(s)")
+            return GoldenImportResult(model, None, "dry-run", rows, bad_rows, slices,
+                                      f"dry run: would import {rows} golden rows in {len(slices)} slice(s) "
+                                      f"for model '{model}'")
         w = data.writer(data.new_path("segments/golden"), out_schema)
         w.write(table)
         seg = w.commit()
         slices = {r["values"]: r["counts"] for r in pc.value_counts(table[SLICE]).to_pylist()}
-        with audited(ctx, "golden-import", args={"path": src.label, "slice_by": slice_by}, sa=True) as (conn, entry):
-            bid = conn.execute(batches.insert().values(
-                kind="golden", source=name, content_hash=src.sha256, status="accepted", input=src.label,
-                created_at=ctx.now(), created_by=ctx.actor, rows_read=read, rows_accepted=rows,
-                rows_quarantined=bad_rows, rows_duplicate=0, rows_trainable=0, segment_path=seg,
-                detail={"slices": slices})).inserted_primary_key[0]
-            entry.detail = {"batch": bid, "rows": rows}
+        try:
+            with audited(ctx, "golden-import", args={"path": src.label, "slice_by": slice_by}) as (t, entry):
+                bid = batches.add(
+                    t, model, kind="golden", source=name, content_hash=src.sha256, status="accepted", input=src.label,
+                    created_at=ctx.now(), created_by=ctx.actor, rows_read=read, rows_accepted=rows,
+                    rows_quarantined=bad_rows, rows_duplicate=0, rows_trainable=0, segment_path=seg,
+                    detail={"slices": slices})
+                twin = batches.accepted_twin(t, model, "golden", src.sha256) if bid is None else None
+                entry.outcome = "ok" if bid is not None else "duplicate"
+                entry.detail = {"batch": bid if bid is not None else twin, "rows": rows}
+        except BaseException:  # no batch names the segment: it must not linger
+            data.remove(seg)
+            raise
+        if bid is None:  # a concurrent import of the same file committed first
+            data.remove(seg)
+            return GoldenImportResult(model, twin, "duplicate", 0, 0,
+                                      message=f"model '{model}': already imported as golden batch {twin}")
     finally:
         src.cleanup()
-    return GoldenImportResult(bid, "accepted", rows, bad_rows, slices,
-                              f"golden batch {bid}: {rows} rows in {len(slices)} slice(s)"
+    return GoldenImportResult(model, bid, "accepted", rows, bad_rows, slices,
+                              f"model '{model}': golden batch {bid}: {rows} rows in {len(slices)} slice(s)"
                               + (f", {bad_rows} bad row(s) skipped" if bad_rows else ""))

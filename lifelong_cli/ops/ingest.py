@@ -19,6 +19,7 @@ DRIFT_SAMPLE_ROWS = 100_000
 
 @dataclass(frozen=True)
 class IngestResult(Result):
+    model: str
     batch: int | None
     status: str  # accepted | rejected | duplicate
     kind: str
@@ -48,13 +49,13 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
            progress: Callable[[int, int], None] | None = None) -> IngestResult:
     """Ingest one batch (a file, a directory of files, or ``-`` for stdin).
 
-    Re-ingesting identical content is a no-op. A batch whose bad-row share exceeds
+    Re-ingesting identical content into the same model is a no-op (another model may ingest it too:
+    each model has its own batches and segments, under its data directory). A batch whose bad-row share exceeds
     ``data.max_bad_fraction`` is recorded as rejected and nothing of it becomes trainable."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from lifelong_cli.data import reader as rd
     from lifelong_cli.data.readers import iter_chunks, open_input
     from lifelong_cli.data.schema import (
         HOLDOUT_COL,
@@ -68,7 +69,7 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
         validate_chunk,
     )
     from lifelong_cli.data.segments import DataStore
-    from lifelong_cli.store.schema import batches
+    from lifelong_cli.store import batches, purge_rules
 
     if kind not in KINDS:
         raise UsageError(f"--kind {kind!r} is not one of {', '.join(KINDS)}", hint="llctl ingest FILE --kind examples")
@@ -81,28 +82,20 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
     schema = DataSchema.from_settings(settings.data)
     if kind == "examples" and not schema.features:
         raise ConfigError(f"{ctx.config.path}: data.features is empty", hint="describe the features in llctl.yaml (see config.example.yaml)")
-    data = DataStore(ctx.config.data_root)
+    model = ctx.model
+    data = DataStore(ctx.data_root)
     spool = ctx.config.state_dir / "spool"
     src = open_input(path, fmt=fmt, spool_dir=spool)
     try:
-        store = ctx.store
-        from sqlalchemy import select
-
-        def accepted_twin(conn):
-            return conn.execute(select(batches.c.id).where(batches.c.kind == kind, batches.c.content_hash == src.sha256,
-                                                           batches.c.status == "accepted")).scalar()
-
-        with store.read() as conn:
-            twin = accepted_twin(conn)
-            refs = rd.accepted_batches(conn)
+        with ctx.store.tx(write=False) as t:
+            twin = batches.accepted_twin(t, model, kind, src.sha256)
+            refs = batches.for_reading(t, model)
+            rules = purge_rules.active(t, model)
         if twin is not None:
-            return IngestResult(batch=twin, status="duplicate", kind=kind, source=source, input=src.label,
-                                content_hash=src.sha256, dry_run=dry_run,
-                                message=f"already ingested as batch {twin} (same content); nothing changed",
+            return IngestResult(model=model, batch=twin, status="duplicate", kind=kind, source=source,
+                                input=src.label, content_hash=src.sha256, dry_run=dry_run,
+                                message=f"model '{model}': already ingested as batch {twin} (same content); nothing changed",
                                 next="`llctl status` shows the data state")
-        seen = rd.existing_keys(data, refs, schema) if kind == "examples" else pa.array([], pa.string())
-        seen_h = key_hash(seen, bits=64)
-        seen_hashes = np.sort(seen_h)
         good_schema = schema.arrow_schema(kind)
         if kind == "examples":
             good_schema = good_schema.append(pa.field(HOLDOUT_COL, pa.bool_()))
@@ -164,8 +157,10 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
                     counts["accepted"] += good.num_rows
                     if gw:
                         gw.write(good)
+            seen, seen_h = (_stored_twins(data, schema, refs, batch_hashes, gw) if kind == "examples"
+                            else (pa.array([], pa.string()), np.array([], np.uint64)))
             keep = _first_new(batch_hashes, (lambda idx: _batch_keys(gw, schema, idx)) if gw else None,
-                              seen_hashes, lambda hs: _seen_keys(seen, seen_h, hs))
+                              np.sort(seen_h), lambda hs: _seen_keys(seen, seen_h, hs))
             if keep is not None:  # duplicates are rare: the segment is rewritten only when there are some
                 counts["accepted"] = int(pc.sum(keep).as_py() or 0)
                 if gw:
@@ -180,16 +175,17 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
 
             drift_doc = None
             if status == "accepted" and kind == "examples" and settings.drift.on_ingest and sample_parts:
-                drift_doc = _drift(ctx, data, schema, pa.concat_tables(sample_parts))
+                drift_doc = _drift(ctx, data, schema, refs, rules, pa.concat_tables(sample_parts))
 
             if dry_run:
-                return IngestResult(batch=None, status=status, kind=kind, source=source, input=src.label,
+                return IngestResult(model=model, batch=None, status=status, kind=kind, source=source, input=src.label,
                                     content_hash=src.sha256, rows_read=counts["read"], rows_accepted=counts["accepted"],
                                     rows_quarantined=counts["quarantined"], rows_duplicate=counts["duplicate"],
                                     bad_fraction=bad_fraction,
                                     max_bad_fraction=max_bad, event_time_min=tmin, event_time_max=tmax,
                                     ignored_columns=ignored, top_reasons=_top(reasons), drift=drift_doc, dry_run=True,
-                                    message=f"dry run: would {'accept' if status == 'accepted' else 'REJECT'} this batch",
+                                    message=f"dry run: would {'accept' if status == 'accepted' else 'REJECT'} this batch "
+                                            f"for model '{model}'",
                                     next="run again without --dry-run to ingest")
             seg_path = gw.commit() if status == "accepted" and counts["accepted"] else None
             if seg_path is None:
@@ -208,14 +204,13 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
         args = {"path": src.label, "source": source, "kind": kind, "format": src.format}
         if status == "rejected":  # nothing of a rejected batch is accepted; the valid rows are only counted
             counts["valid"], counts["accepted"] = counts["accepted"], 0
-        from sqlalchemy.exc import IntegrityError
-
+        batch_id = None
         try:
-            with audited(ctx, "ingest", args=args, sa=True) as (conn, entry):
-                twin = accepted_twin(conn)
+            with audited(ctx, "ingest", args=args) as (t, entry):
+                twin = batches.accepted_twin(t, model, kind, src.sha256)
                 if twin is None:
-                    res = conn.execute(batches.insert().values(
-                        kind=kind, source=source, content_hash=src.sha256, status=status, input=src.label,
+                    batch_id = batches.add(
+                        t, model, kind=kind, source=source, content_hash=src.sha256, status=status, input=src.label,
                         created_at=ctx.now(), created_by=ctx.actor, rows_read=counts["read"],
                         rows_accepted=counts["accepted"], rows_quarantined=counts["quarantined"],
                         rows_duplicate=counts["duplicate"], rows_trainable=trainable, event_time_min=tmin,
@@ -223,43 +218,49 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
                         drifted=None if drift_doc is None else drift_doc["drifted"], drift=drift_doc,
                         detail={"bad_fraction": bad_fraction, "max_bad_fraction": max_bad, "top_reasons": _top(reasons),
                                 "ignored_columns": ignored, "labels_waiting": waiting, "format": src.format,
-                                "bytes": src.size, "rows_valid": counts.get("valid", counts["accepted"])}))
-                    batch_id = res.inserted_primary_key[0]
+                                "bytes": src.size, "rows_valid": counts.get("valid", counts["accepted"])})
+                    if batch_id is None:  # a concurrent ingest of the same content committed first
+                        twin = batches.accepted_twin(t, model, kind, src.sha256)
+                if batch_id is not None:
                     entry.outcome = status
                     entry.detail = {"batch": batch_id, "rows_accepted": counts["accepted"],
                                     "rows_quarantined": counts["quarantined"]}
-        except IntegrityError:  # a concurrent ingest of the same content committed first (unique index)
-            with store.read() as conn:
-                twin = accepted_twin(conn)
-            if twin is None:
-                raise
+                else:
+                    entry.outcome, entry.detail = "duplicate", {"batch": twin}
         except BaseException:  # the batch row was not written: its files must not linger unreferenced
             for p in (seg_path, q_path):
                 if p:
                     data.remove(p)
             raise
-        if twin is not None:  # a concurrent ingest of the same content won the race
+        if batch_id is not None and seg_path:  # the key index learns the batch now (else on first use)
+            from lifelong_cli.data.keyindex import KeyIndex
+
+            h = np.concatenate(batch_hashes) if batch_hashes else np.array([], np.uint64)
+            KeyIndex(data, schema.key, "examples" if kind == "examples" else "labels").add(
+                batch_id, seg_path, h if keep is None else h[np.asarray(keep)])
+        if batch_id is None:  # a concurrent ingest of the same content won the race
             for p in (seg_path, q_path):
                 if p:
                     data.remove(p)
-            return IngestResult(batch=twin, status="duplicate", kind=kind, source=source, input=src.label,
-                                content_hash=src.sha256, message=f"already ingested as batch {twin}; nothing changed")
+            return IngestResult(model=model, batch=twin, status="duplicate", kind=kind, source=source,
+                                input=src.label, content_hash=src.sha256,
+                                message=f"model '{model}': already ingested as batch {twin}; nothing changed")
     finally:
         src.cleanup()
 
     if status == "rejected":
-        message = (f"batch {batch_id} REJECTED: {bad_fraction:.1%} of {counts['read']} rows are bad "
+        message = (f"model '{model}': batch {batch_id} REJECTED: {bad_fraction:.1%} of {counts['read']} rows are bad "
                    f"(limit {max_bad:.0%}); nothing of it is trainable")
         nxt = f"inspect with `llctl quarantine show {batch_id}`; fix the upstream and ingest again"
     else:
-        message = (f"batch {batch_id} accepted: {counts['accepted']} rows ({trainable} trainable), "
+        message = (f"model '{model}': batch {batch_id} accepted: {counts['accepted']} rows ({trainable} trainable), "
                    f"{counts['quarantined']} quarantined, {counts['duplicate']} duplicate")
         if drift_doc and drift_doc["drifted"]:
             message += f"; DRIFT in {', '.join(drift_doc['drifted_features'])}"
             nxt = f"`llctl drift --batch {batch_id}` for details; if the upstream is broken, `llctl purge-data --batch {batch_id} --reason ...`"
         else:
             nxt = "`llctl train` to update the model" if trainable else "labels for these examples can follow with `llctl ingest FILE --kind labels`"
-    return IngestResult(batch=batch_id, status=status, kind=kind, source=source, input=src.label,
+    return IngestResult(model=model, batch=batch_id, status=status, kind=kind, source=source, input=src.label,
                         content_hash=src.sha256, rows_read=counts["read"], rows_accepted=counts["accepted"],
                         rows_quarantined=counts["quarantined"], rows_duplicate=counts["duplicate"],
                         rows_trainable=trainable, labels_waiting=waiting, bad_fraction=bad_fraction,
@@ -345,30 +346,59 @@ def _sample(table, rate: float, offset: int):
 
 
 def _trainable_counts(data, schema, refs, kind, seg_path: str) -> tuple[int, int]:
-    """How many rows this batch makes trainable, and (labels) how many wait for their example."""
+    """How many rows this batch makes trainable, and (labels) how many wait for their example: the
+    batch's keys looked up in the key index of the other kind (late labels, or stored examples)."""
     import pyarrow.compute as pc
 
     from lifelong_cli.data import reader as rd
+    from lifelong_cli.data.keyindex import QUERY, KeyIndex
 
     tbl = data.read(seg_path, columns=[schema.key, schema.label])
     if kind == "examples":
         labelled = pc.sum(pc.is_valid(tbl[schema.label])).as_py() or 0
-        late = rd.load_labels(data, refs, schema)
-        if late.num_rows:
-            unl = tbl.filter(pc.is_null(tbl[schema.label]))[schema.key]
+        unl = tbl.filter(pc.is_null(tbl[schema.label]))[schema.key]
+        if len(unl):
+            late = rd.labels_for(data, schema, refs, unl)
             labelled += pc.sum(pc.is_in(unl, value_set=late[schema.key])).as_py() or 0
         return int(labelled), 0
-    keys = rd.existing_keys(data, refs, schema)
-    joined = pc.sum(pc.is_in(tbl[schema.key], value_set=keys)).as_py() or 0
+    found = KeyIndex(data, schema.key, "examples").find(refs, tbl[schema.key])
+    joined = len(pc.unique(found[QUERY]))
     return int(joined), int(tbl.num_rows - joined)
 
 
-def _drift(ctx, data, schema, current) -> dict[str, Any] | None:
+def _stored_twins(data, schema, refs, batch_hashes, writer):
+    """The stored example keys that may repeat a key of this batch, and their hashes: the batch's
+    hashes looked up in the key index, each hit read back and compared (a dry run, with no segment
+    to read its keys from, gets the stored rows sharing a hash)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from lifelong_cli.data.keyindex import KeyIndex, hashes
+
+    none = pa.array([], pa.string()), np.array([], np.uint64)
+    if not batch_hashes or not any(r.kind == "examples" for r in refs):
+        return none
+    index = KeyIndex(data, schema.key, "examples")
+    h = np.concatenate(batch_hashes)
+    q, b, pos = index.hits(refs, h)
+    if len(q) == 0:
+        return none
+    if writer is None:
+        by_id = {r.id: r for r in refs}
+        keys = pa.concat_arrays([data.read_at(by_id[int(x)].segment_path, pos[b == x], columns=[schema.key])[schema.key]
+                                 .combine_chunks() for x in np.unique(b)])
+    else:
+        q = np.unique(q)
+        keys = index.find(refs, pa.array(_batch_keys(writer, schema, q), pa.string()), key_hashes=h[q])[schema.key]
+        keys = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+    return keys, hashes(keys)
+
+
+def _drift(ctx, data, schema, refs, rules, current) -> dict[str, Any] | None:
+    """The batch's sample against the model's newest rows (its purge rules applied)."""
     from lifelong_cli.data import reader as rd
 
-    d = ctx.config.settings.drift
-    with ctx.store.read() as conn:
-        ref = rd.read_recent(conn, data, schema, d.reference_rows)
+    ref = rd.read_recent(data, schema, refs, rules, ctx.config.settings.drift.reference_rows)
     if ref.num_rows == 0:
         return None
     return drift_report(ctx, schema, ref, current)

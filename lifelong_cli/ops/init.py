@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from lifelong_cli.config import CONFIG_NAME, load_config
 from lifelong_cli.errors import ConfigError, UsageError
+from lifelong_cli.fsutil import atomic_write_text
 from lifelong_cli.ops._base import Result
-from lifelong_cli.ops.fsutil import atomic_write_text
 
 if TYPE_CHECKING:
     from lifelong_cli.context import AppContext
@@ -28,6 +28,9 @@ class InitResult(Result):
     revision_before: str | None
     revision: str
     created: list[str]
+    model: str
+    model_added: bool
+    other_models: list[str]
     message: str
     next: str
 
@@ -51,13 +54,16 @@ def init(ctx: AppContext, *, directory: str | None = None, force: bool = False,
         plan += [f"create {ws / '.llctl'} (state DB, data, artifacts)"] if not (ws / ".llctl").exists() else []
         plan.append("bring the state store to the current schema")
         return InitResult(workspace=ws, config=cfg_path, config_written=False, backup=None, store="", revision_before=None,
-                          revision="", created=[], message="dry run: would " + "; ".join(plan), next="run again without --dry-run")
+                          revision="", created=[], model="", model_added=False, other_models=[], message="dry run: would " + "; ".join(plan), next="run again without --dry-run")
     ws.mkdir(parents=True, exist_ok=True)
     written, backup, created = False, None, []
     if not cfg_path.exists() or force:
         text = EXAMPLE.read_text(encoding="utf-8")
         if store_url:
             text = re.sub(r"(?m)^(\s*url:\s*).*$", lambda m: m.group(1) + store_url, text, count=1)
+        named = ctx.overrides.get("model.name") or ctx.env.get("LLCTL_MODEL")
+        if named:
+            text = re.sub(r"(?m)^(\s*name:\s*).*$", lambda m: m.group(1) + str(named), text, count=1)
         if cfg_path.exists():
             backup = cfg_path.with_name(f"{CONFIG_NAME}.bak.{ctx.now():%Y%m%dT%H%M%S}")
             cfg_path.rename(backup)
@@ -71,14 +77,24 @@ def init(ctx: AppContext, *, directory: str | None = None, force: bool = False,
         if not d.exists():
             d.mkdir(parents=True)
             created.append(str(d))
+    from lifelong_cli.store import audit, models
     from lifelong_cli.store.db import Store
 
+    name = loaded.settings.model.name
     store = Store(loaded.store_url)
     try:
-        before, after = store.upgrade()
+        before, after = store.upgrade(model_name=name)
+        with store.tx() as t:
+            others = [m for m in models.names(t) if m != name]
+            added = models.add(t, name=name, actor=ctx.actor, now=ctx.now(), data_prefix=name)
+            if added:
+                audit.append(t, model=name, ts=ctx.now(), actor=ctx.actor, verb="init", args={"workspace": str(ws)},
+                             reason=None, outcome="ok", detail={"model_added": name, "other_models": others})
     finally:
         store.dispose()
     verb = "initialised" if written and not backup else "updated"
+    held = (f"; the store also holds model(s) {', '.join(others)} — each keeps its own state"
+            if others else "")
     return InitResult(
         workspace=ws,
         config=cfg_path,
@@ -88,6 +104,10 @@ def init(ctx: AppContext, *, directory: str | None = None, force: bool = False,
         revision_before=before,
         revision=after,
         created=created,
-        message=f"workspace {verb} at {ws} (store at schema {after})",
+        model=name,
+        model_added=added,
+        other_models=others,
+        message=f"workspace {verb} at {ws} for model '{name}' ({'added to' if added else 'already in'} the store, "
+                f"schema {after}){held}",
         next=f"edit {cfg_path} to describe your data, then `llctl ingest FILE`; `llctl status` shows the state",
     )

@@ -1,12 +1,15 @@
-"""playbook list | show | lint | run.
+"""playbook list | show | lint | run, and the verb table: which op each step verb runs.
 
-A run opens an incident (or joins the open one), runs each step's op, records every step with its
+A run acts on one model (``ctx.model``, as every step's op does). It opens an incident of that model
+(or joins the open one its actions are linked to, which may be a store-wide one), runs each step's op, records every step with its
 result as an incident note (the ops audit themselves, linked to the incident), and stops at the
 first failure — a refused op or a failed check — unless the step says otherwise; `--from-step N`
 continues from there once the cause is fixed."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +20,54 @@ from lifelong_cli.ops._base import Result, jsonable
 
 if TYPE_CHECKING:
     from lifelong_cli.context import AppContext
+
+
+@dataclass(frozen=True)
+class OpVerb:
+    """A playbook verb: the op ``lifelong_cli.ops.<module>.<name>``, with some arguments fixed. The op's
+    module is imported at the call (fast start: a playbook of emergency verbs imports no training)."""
+
+    module: str
+    name: str
+    fixed: tuple[tuple[str, Any], ...] = ()
+
+    def op(self) -> Callable[..., Any]:
+        return getattr(importlib.import_module(f"lifelong_cli.ops.{self.module}"), self.name)
+
+    def __call__(self, ctx: AppContext, **kwargs: Any) -> Any:
+        return self.op()(ctx, **dict(self.fixed), **kwargs)
+
+    def params(self) -> set[str]:
+        """The keyword arguments it takes in ``with`` (from the op's signature)."""
+        params = inspect.signature(self.op()).parameters
+        fixed = {k for k, _ in self.fixed}
+        return {p for p in params if p not in ("ctx", "progress", *fixed)} | ({"from"} if "from_" in params else set())
+
+
+# The verbs a playbook step may ``run``: step verb → op.
+VERBS: dict[str, OpVerb] = {
+    "stop-training": OpVerb("stop_training", "stop_training"),
+    "resume": OpVerb("resume", "resume"),
+    "fallback-on": OpVerb("fallback", "fallback", (("on", True),)),
+    "fallback-off": OpVerb("fallback", "fallback", (("on", False),)),
+    "rollback": OpVerb("rollback", "rollback"),
+    "purge-data": OpVerb("purge_data", "purge_data"),
+    "train": OpVerb("train", "train"),
+    "validate": OpVerb("validate", "validate"),
+    "push": OpVerb("push", "push"),
+    "canary-start": OpVerb("canary", "start"),
+    "canary-step": OpVerb("canary", "step"),
+    "canary-status": OpVerb("canary", "status"),
+    "canary-promote": OpVerb("canary", "promote"),
+    "canary-abort": OpVerb("canary", "abort"),
+    "canary-watch": OpVerb("canary", "watch"),
+    "drift": OpVerb("drift", "drift"),
+    "status": OpVerb("status", "status"),
+    "check": OpVerb("check", "check"),
+    "slo-relax": OpVerb("check", "relax"),
+    "incident-note": OpVerb("incident", "note"),
+    "versions": OpVerb("versions", "versions"),
+}
 
 
 @dataclass(frozen=True)
@@ -43,6 +94,7 @@ class LintResult(Result):
 
 @dataclass(frozen=True)
 class RunResult(Result):
+    model: str
     playbook: str
     incident: int | None
     dry_run: bool
@@ -70,7 +122,7 @@ def list_playbooks(ctx: AppContext) -> PlaybookList:
     out = []
     for name, path in sorted(pbk.discover(ctx).items()):
         try:
-            pb = pbk.load(path)
+            pb = pbk.load(path, VERBS)
             out.append({"name": name, "description": pb.description, "when": pb.when, "path": str(path), "ok": True})
         except LlctlError as exc:
             out.append({"name": name, "description": "", "when": "", "path": str(path), "ok": False, "error": exc.message})
@@ -80,7 +132,7 @@ def list_playbooks(ctx: AppContext) -> PlaybookList:
 def show(ctx: AppContext, *, name: str) -> PlaybookInfo:
     from lifelong_cli.incident import playbook as pbk
 
-    return _info(pbk.find(ctx, name))
+    return _info(pbk.find(ctx, name, VERBS))
 
 
 def lint(ctx: AppContext, *, paths: list[str] | None = None) -> LintResult:
@@ -96,7 +148,7 @@ def lint(ctx: AppContext, *, paths: list[str] | None = None) -> LintResult:
             problems.append(f"{f}: no such file")
             continue
         try:
-            pb = pbk.load(f)
+            pb = pbk.load(f, VERBS)
         except LlctlError as exc:
             problems.append(exc.message)
             continue
@@ -118,7 +170,7 @@ def run(ctx: AppContext, *, name: str, params: dict[str, str] | None = None, dry
     from lifelong_cli.ops import incident as inc_ops
 
     say = progress or (lambda _m: None)
-    pb = pbk.find(ctx, name)
+    pb = pbk.find(ctx, name, VERBS)
     values = pbk.resolve_params(pb, params or {})
     main = pb.main_steps
     if not 1 <= from_step <= len(main):
@@ -134,8 +186,8 @@ def run(ctx: AppContext, *, name: str, params: dict[str, str] | None = None, dry
             plan.append({"n": s.n, "name": s.name, "run": s.run, "with": jsonable(pbk.substitute_known(s.with_, known)),
                          "check": s.check, "if": s.if_, "confirm": s.confirm, "on_failure": s.on_failure,
                          "skipped": skip is not None, "skip_reason": skip})
-        return RunResult(name, None, True, jsonable(values), True, plan,
-                         message=f"dry run: playbook {name}, {len(main)} step(s) from step {from_step}; nothing changed",
+        return RunResult(ctx.model, name, None, True, jsonable(values), True, plan,
+                         message=f"model '{ctx.model}': dry run: playbook {name}, {len(main)} step(s) from step {from_step}; nothing changed",
                          next=f"llctl playbook run {name} " + " ".join(f"--param {k}={v}" for k, v in (params or {}).items()))
     opened = inc_ops.open_incident(ctx, title=title or f"playbook {name}", severity=severity, join=True)
     iid = opened.incident["id"]
@@ -160,7 +212,7 @@ def run(ctx: AppContext, *, name: str, params: dict[str, str] | None = None, dry
                 inc_ops.note(ctx, incident_id=iid, text=f"playbook {name} {label}: skipped — condition not met: {why}")
                 return True, 0
         try:
-            args = pbk.call_args(s, scope, name)
+            args = pbk.call_args(s, scope, name, VERBS[s.run])
         except KeyError as exc:
             rec.update(status="failed", message=f"cannot resolve {exc.args[0]} (was the step that sets it skipped?)")
             say(f"{label}: FAILED — {rec['message']}")
@@ -185,9 +237,9 @@ def run(ctx: AppContext, *, name: str, params: dict[str, str] | None = None, dry
         say(f"{label} ...")
         try:
             if s.run == "canary-watch" and "progress" not in args:
-                result = pbk.VERBS[s.run](ctx, progress=say, **args)
+                result = VERBS[s.run](ctx, progress=say, **args)
             else:
-                result = pbk.VERBS[s.run](ctx, **args)
+                result = VERBS[s.run](ctx, **args)
         except LlctlError as exc:
             rec.update(status="failed", message=exc.message, exit_code=exc.exit_code)
             say(f"{label}: FAILED — {exc.message}")
@@ -231,13 +283,13 @@ def run(ctx: AppContext, *, name: str, params: dict[str, str] | None = None, dry
         outcome = (f"{sum(r['status'] == 'ok' for r in records)} step(s) ok"
                    + (f", {len(continued)} failed and continued past ({', '.join(continued)})" if continued else ""))
         inc_ops.note(ctx, incident_id=iid, text=f"playbook {name} finished: {outcome}")
-        return RunResult(name, iid, False, jsonable(values), True, jsonable(records),
-                         message=f"playbook {name} finished: {outcome}; incident {iid} is still open",
+        return RunResult(ctx.model, name, iid, False, jsonable(values), True, jsonable(records),
+                         message=f"model '{ctx.model}': playbook {name} finished: {outcome}; incident {iid} is still open",
                          next=f"`llctl incident close {iid} --summary ...` then `llctl incident report {iid}`")
     idx = main_index[failed_step]
     why = next(r["message"] for r in records if r["n"] == failed_step)
     inc_ops.note(ctx, incident_id=iid, text=f"playbook {name} stopped at step {idx} ({main[idx - 1].name}): {why}")
-    return RunResult(name, iid, False, jsonable(values), False, jsonable(records), failed_step, idx,
-                     message=f"playbook {name} stopped at step {idx} ({main[idx - 1].name}): {why}",
+    return RunResult(ctx.model, name, iid, False, jsonable(values), False, jsonable(records), failed_step, idx,
+                     message=f"model '{ctx.model}': playbook {name} stopped at step {idx} ({main[idx - 1].name}): {why}",
                      next=f"fix the cause, then `llctl playbook run {name} --from-step {idx}` (same --param values)",
                      exit_code=code or CHECK_FAILED)

@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from lifelong_cli.errors import (
     BatchNotFoundError,
+    ConfigError,
+    ExpressionError,
+    NotFoundError,
     PreconditionError,
     PurgeRuleNotFoundError,
     UsageError,
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class PurgeResult(Result):
+    model: str
     rule: int | None
     spec: dict[str, Any]
     rows_affected: int
@@ -36,7 +40,18 @@ class PurgeResult(Result):
 
 
 @dataclass(frozen=True)
+class PurgeAllModelsResult(Result):
+    models: list[PurgeResult]
+    spec: dict[str, Any]
+    rows_affected: int
+    dry_run: bool
+    message: str
+    next: str
+
+
+@dataclass(frozen=True)
 class UndoPurgeResult(Result):
+    model: str
     rule: int
     changed: bool
     rows_restored: int
@@ -47,7 +62,7 @@ class UndoPurgeResult(Result):
 def _spec(ctx: AppContext, *, from_, to, source, batch, where) -> dict[str, Any]:
     from lifelong_cli.data.predicate import parse
     from lifelong_cli.data.schema import DataSchema
-    from lifelong_cli.ops.audit import parse_time
+    from lifelong_cli.timeparse import parse_time
 
     now = ctx.now()
     spec: dict[str, Any] = {}
@@ -73,108 +88,196 @@ def _spec(ctx: AppContext, *, from_, to, source, batch, where) -> dict[str, Any]
 def purge_data(ctx: AppContext, *, reason: str, from_: str | None = None, to: str | None = None,
                source: str | None = None, batch: int | None = None, where: str | None = None,
                dry_run: bool = False, hard: bool = False) -> PurgeResult:
-    """Add a purge rule (or, with ``hard``, rewrite the segments) and report the blast radius."""
-    import pyarrow.compute as pc
-    from sqlalchemy import select
-
-    from lifelong_cli.data import reader as rd
+    """Add a purge rule to the model (or, with ``hard``, rewrite its segments) and report the blast
+    radius. The rule hides only this model's rows; other models in the store are not touched."""
     from lifelong_cli.data.schema import DataSchema
     from lifelong_cli.data.segments import DataStore
-    from lifelong_cli.store.schema import batches, purge_rules
+    from lifelong_cli.store import batches, purge_rules
 
-    reason = (reason or "").strip()
-    if not reason:
-        raise UsageError("--reason is required", hint='llctl purge-data ... --reason "why"')
+    reason = _require_reason(reason)
     spec = _spec(ctx, from_=from_, to=to, source=source, batch=batch, where=where)
     schema = DataSchema.from_settings(ctx.config.settings.data)
-    data = DataStore(ctx.config.data_root)
-    with ctx.store.read() as conn:
-        if batch is not None and conn.execute(select(batches.c.id).where(batches.c.id == batch)).first() is None:
-            raise BatchNotFoundError(f"no batch {batch}", hint="`llctl status` / `llctl quarantine list` show batch ids")
-        everything = rd.read_rows(conn, data, schema, trainable_only=False, holdout="include", apply_purge=False)
-        rules = rd.active_rules(conn)
-        radius_versions = _versions(conn)
-        from lifelong_cli.ops.rollback import _good_candidates, _tainted
-        from lifelong_cli.store.sql import Tx
-
-        t = Tx.from_sa(conn)
-        eligible = [c["id"] for c in _good_candidates(t)]
-        # Without a last-good candidate (e.g. nothing validated yet): any version not known to be bad.
-        tainted = _tainted(t)
-        not_bad = [r["id"] for r in t.rows(
-            "SELECT v.id FROM model_versions v WHERE v.demoted_at IS NULL AND NOT EXISTS (SELECT 1 FROM validations x "
-            "WHERE x.version_id = v.id AND x.verdict = 'rejected' AND x.id = "
-            "(SELECT max(y.id) FROM validations y WHERE y.version_id = v.id))") if r["id"] not in tainted]
-    rule = rd.PurgeRule(0, spec)
-    hit = rule.mask(everything, schema)
-    already = rd.purge_mask(everything, rules, schema) if rules else pc.and_(hit, False)
-    new_hits = pc.and_(hit, pc.invert(already))
-    rows_affected = int(pc.sum(new_hits).as_py() or 0)
-    rows_already = int(pc.sum(pc.and_(hit, already)).as_py() or 0)
-    affected_tbl = everything.filter(hit)
-    batches_affected = sorted(set(affected_tbl[rd.BATCH].to_pylist()))
-    seqs = {s for s in affected_tbl[rd.TRAINABLE_SEQ].to_pylist() if s is not None}
-    radius = blast_radius(radius_versions, seqs, eligible=eligible)
-    if radius["last_clean_version"] is None:
-        radius = blast_radius(radius_versions, seqs, eligible=not_bad)
-    what = "would hide" if dry_run else ("removed" if hard else "hid")
+    model = ctx.model
+    data = DataStore(ctx.data_root)
+    with ctx.store.tx(write=False) as t:
+        if batch is not None and batches.get(t, model, batch) is None:
+            raise BatchNotFoundError(f"model '{model}' has no batch {batch}",
+                                     hint="`llctl status` / `llctl quarantine list` show batch ids")
+        inputs = _inputs(t, model)
+    plan = _plan(model, data, schema, spec, inputs)
     if dry_run:
-        return PurgeResult(None, spec, rows_affected, rows_already, batches_affected, radius, hard, True,
-                           f"dry run: {what} {rows_affected} row(s) in batch(es) {_ids(batches_affected)}"
-                           + (f" ({rows_already} already hidden by other rules)" if rows_already else ""),
-                           "run again without --dry-run to apply")
+        return _result(plan, spec, hard=hard, dry_run=True, rule_id=None)
     rewritten: list[int] = []
     old_paths: list[str] = []
     new_paths: dict[int, str] = {}
     if hard:
-        with ctx.store.read() as conn:
-            refs = {r.id: r for r in rd.accepted_batches(conn, kinds=["examples"])}
-        for bid in batches_affected:
-            ref = refs[bid]
-            seg = data.read(ref.segment_path)
-            labelled = everything.filter(pc.equal(everything[rd.BATCH], bid))
-            drop_keys = labelled.filter(rule.mask(labelled, schema))[schema.key]
-            keep = seg.filter(pc.invert(pc.is_in(seg[schema.key], value_set=drop_keys)))
-            path = data.new_path("segments/examples")
-            w = data.writer(path, seg.schema)
-            w.write(keep)
-            new_paths[bid] = w.commit()
-            old_paths.append(ref.segment_path)
-            rewritten.append(bid)
+        import pyarrow.compute as pc
+
+        from lifelong_cli.data import reader as rd
+
+        refs = {r.id: r for r in inputs["refs"] if r.kind == "examples"}
+        rule = rd.PurgeRule(0, spec)
+        everything = plan["everything"]
+        try:
+            for bid in plan["batches_affected"]:
+                ref = refs[bid]
+                seg = data.read(ref.segment_path)
+                labelled = everything.filter(pc.equal(everything[rd.BATCH], bid))
+                drop_keys = labelled.filter(rule.mask(labelled, schema))[schema.key]
+                keep = seg.filter(pc.invert(pc.is_in(seg[schema.key], value_set=drop_keys)))
+                w = data.writer(data.new_path("segments/examples"), seg.schema)
+                w.write(keep)
+                new_paths[bid] = w.commit()
+                old_paths.append(ref.segment_path)
+                rewritten.append(bid)
+        except BaseException:
+            for p in new_paths.values():
+                data.remove(p)
+            raise
     args = {**spec, "hard": hard}
-    with audited(ctx, "purge-data", args=args, reason=reason, sa=True) as (conn, entry):
-        res = conn.execute(purge_rules.insert().values(
-            created_at=ctx.now(), created_by=ctx.actor, reason=reason, spec=spec, active=not hard, hard=hard,
-            rows_affected=rows_affected, blast_radius=jsonable({**radius, "batches": batches_affected})))
-        rule_id = res.inserted_primary_key[0]
-        for bid, path in new_paths.items():
-            conn.execute(batches.update().where(batches.c.id == bid).values(segment_path=path))
-        entry.detail = {"rule": rule_id, "rows_affected": rows_affected, "batches": batches_affected,
-                        "hard": hard, "segments_rewritten": rewritten}
+    try:
+        with audited(ctx, "purge-data", args=args, reason=reason) as (t, entry):
+            rule_id = purge_rules.add(t, model, now=ctx.now(), actor=ctx.actor, reason=reason, spec=spec, hard=hard,
+                                      rows_affected=plan["rows_affected"], blast_radius=_stored_radius(plan))
+            for bid, path in new_paths.items():
+                batches.set_segment_path(t, model, bid, path)
+            entry.detail = {"rule": rule_id, "rows_affected": plan["rows_affected"],
+                            "batches": plan["batches_affected"], "hard": hard, "segments_rewritten": rewritten}
+    except BaseException:  # the batches still name their old segments: the rewritten ones must go
+        for p in new_paths.values():
+            data.remove(p)
+        raise
     for p in old_paths:  # after the commit: the old segments are no longer referenced
         data.remove(p)
-    msg = f"purge rule {rule_id}: {what} {rows_affected} row(s) in batch(es) {_ids(batches_affected)}"
+    return _result(plan, spec, hard=hard, dry_run=False, rule_id=rule_id, rewritten=rewritten)
+
+
+def purge_data_all_models(ctx: AppContext, *, reason: str, source: str | None, from_: str | None = None,
+                          to: str | None = None, where: str | None = None, dry_run: bool = False
+                          ) -> PurgeAllModelsResult:
+    """A shared upstream gone bad: one purge rule for each model in the store, in one transaction,
+    with one audit entry per model. ``source`` is required (the upstream's name, as given to
+    ``ingest --source``); --from/--to/--where, if given, are read with this workspace's data schema
+    for every model. Soft only: each model undoes its own rule with ``purge-data --undo``."""
+    from lifelong_cli.data.schema import DataSchema
+    from lifelong_cli.data.segments import DataStore
+    from lifelong_cli.store import audit, models, purge_rules
+
+    reason = _require_reason(reason)
+    if not (source or "").strip():
+        raise UsageError("--all-models needs --source: the shared upstream whose rows to hide",
+                         hint='llctl purge-data --all-models --source crm-export --reason "..."')
+    spec = _spec(ctx, from_=from_, to=to, source=source.strip(), batch=None, where=where)
+    schema = DataSchema.from_settings(ctx.config.settings.data)
+    data = DataStore(ctx.config.data_root)  # segment paths are stored in full: any model's are readable
+    with ctx.store.tx(write=False) as t:
+        names = models.names(t)
+        inputs = {name: _inputs(t, name) for name in names}
+    if not names:
+        raise NotFoundError("the state store holds no model yet", hint="`llctl init` adds one")
+    plans = {}
+    for name in names:
+        try:
+            plans[name] = _plan(name, data, schema, spec, inputs[name])
+        except (KeyError, ValueError, ExpressionError) as exc:  # its data does not have this workspace's columns
+            raise ConfigError(f"model '{name}': its data does not fit this workspace's data schema ({exc}); "
+                              "nothing was purged",
+                              hint=f"run `llctl --model {name} purge-data --source ...` from its own workspace") from None
+    rule_ids: dict[str, int | None] = dict.fromkeys(names)
+    if not dry_run:
+        now = ctx.now()
+        args = {**spec, "hard": False, "all_models": True}
+        with ctx.store.tx() as t:
+            for name in names:
+                plan = plans[name]
+                rule_ids[name] = purge_rules.add(t, name, now=now, actor=ctx.actor, reason=reason, spec=spec,
+                                                 hard=False, rows_affected=plan["rows_affected"],
+                                                 blast_radius=_stored_radius(plan))
+                audit.append(t, model=name, ts=now, actor=ctx.actor, verb="purge-data", args=args, reason=reason,
+                             outcome="ok", detail={"rule": rule_ids[name], "rows_affected": plan["rows_affected"],
+                                                   "batches": plan["batches_affected"], "hard": False,
+                                                   "all_models": True})
+    results = [_result(plans[n], spec, hard=False, dry_run=dry_run, rule_id=rule_ids[n]) for n in names]
+    total = sum(r.rows_affected for r in results)
+    hit = [r.model for r in results if r.rows_affected]
+    verb = "would hide" if dry_run else "hid"
+    message = (f"{'dry run: ' if dry_run else ''}source '{spec['source']}': {verb} {total} row(s) in "
+               f"{len(hit)} of {len(results)} model(s)" + (f" ({', '.join(hit)})" if hit else "")
+               + ("" if dry_run else f"; one purge rule per model ({', '.join(f'{r.model}: rule {r.rule}' for r in results)})"))
+    nxt = ("run again without --dry-run to apply" if dry_run else
+           "each model undoes its own rule: `llctl --model NAME purge-data --undo RULE`; roll back the models whose "
+           "versions trained on the rows (see each model's blast radius)")
+    return PurgeAllModelsResult(models=results, spec=spec, rows_affected=total, dry_run=dry_run, message=message,
+                                next=nxt)
+
+
+def _require_reason(reason: str | None) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise UsageError("--reason is required", hint='llctl purge-data ... --reason "why"')
+    return reason
+
+
+def _inputs(t, model: str) -> dict[str, Any]:
+    """What a purge of ``model`` reads from the store: its batches, rules in force and version lineage."""
+    from lifelong_cli.store import batches, purge_rules, versions
+
+    return {"refs": batches.for_reading(t, model), "rules": purge_rules.active(t, model),
+            "versions": versions.lineage_graph(t, model),
+            "eligible": [c["id"] for c in versions.last_good(t, model)],
+            # without a last-good candidate (e.g. nothing validated yet): any version not known to be bad
+            "not_bad": versions.not_known_bad(t, model)}
+
+
+def _plan(model: str, data, schema, spec: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """Which of the model's rows the rule hits (and which other rules already hide), and its blast radius."""
+    import pyarrow.compute as pc
+
+    from lifelong_cli.data import reader as rd
+
+    everything = rd.read_rows(data, schema, inputs["refs"], [], trainable_only=False, holdout="include")
+    rules = inputs["rules"]
+    hit = rd.PurgeRule(0, spec).mask(everything, schema)
+    already = rd.purge_mask(everything, rules, schema) if rules else pc.and_(hit, False)
+    affected = everything.filter(hit)
+    seqs = {s for s in affected[rd.TRAINABLE_SEQ].to_pylist() if s is not None}
+    radius = blast_radius(inputs["versions"], seqs, eligible=inputs["eligible"])
+    if radius["last_clean_version"] is None:
+        radius = blast_radius(inputs["versions"], seqs, eligible=inputs["not_bad"])
+    return {"model": model, "everything": everything,
+            "rows_affected": int(pc.sum(pc.and_(hit, pc.invert(already))).as_py() or 0),
+            "rows_already": int(pc.sum(pc.and_(hit, already)).as_py() or 0),
+            "batches_affected": sorted(set(affected[rd.BATCH].to_pylist())), "radius": radius}
+
+
+def _stored_radius(plan: dict[str, Any]) -> dict[str, Any]:
+    return jsonable({**plan["radius"], "batches": plan["batches_affected"]})
+
+
+def _result(plan: dict[str, Any], spec: dict[str, Any], *, hard: bool, dry_run: bool, rule_id: int | None,
+            rewritten: list[int] | None = None) -> PurgeResult:
+    model, radius, n = plan["model"], plan["radius"], plan["rows_affected"]
+    where = f"{n} row(s) in batch(es) {_ids(plan['batches_affected'])}"
+    if dry_run:
+        return PurgeResult(model=model, rule=None, spec=spec, rows_affected=n, rows_already_hidden=plan["rows_already"],
+                           batches_affected=plan["batches_affected"], blast_radius=radius, hard=hard, dry_run=True,
+                           message=f"dry run: model '{model}': would hide {where}"
+                           + (f" ({plan['rows_already']} already hidden by other rules)" if plan["rows_already"] else ""),
+                           next="run again without --dry-run to apply")
+    msg = f"model '{model}': purge rule {rule_id}: {'removed' if hard else 'hid'} {where}"
     if radius["affected_versions"]:
         msg += (f"; versions trained on them: {_ids(radius['affected_versions'])}; "
                 f"last clean version: {radius['last_clean_version'] or 'none'}")
     nxt = ("this cannot be undone" if hard else f"`llctl purge-data --undo {rule_id}` restores the rows")
     if radius["affected_versions"] and radius["last_clean_version"]:
         nxt += f"; roll back with `llctl rollback --to {radius['last_clean_version']}`"
-    return PurgeResult(rule_id, spec, rows_affected, rows_already, batches_affected, radius, hard, False, msg, nxt,
-                       segments_rewritten=rewritten)
+    return PurgeResult(model=model, rule=rule_id, spec=spec, rows_affected=n, rows_already_hidden=plan["rows_already"],
+                       batches_affected=plan["batches_affected"], blast_radius=radius, hard=hard, dry_run=False,
+                       message=msg, next=nxt, segments_rewritten=list(rewritten or []))
 
 
 def _ids(ids: list[int]) -> str:
     return ", ".join(str(i) for i in ids) if ids else "none"
-
-
-def _versions(conn) -> list[dict[str, Any]]:
-    from sqlalchemy import select
-
-    from lifelong_cli.store.schema import model_versions as mv
-
-    return [dict(r) for r in conn.execute(select(mv.c.id, mv.c.parent_id, mv.c.seq_from, mv.c.seq_to)
-                                         .order_by(mv.c.id)).mappings()]
 
 
 def blast_radius(versions: list[dict[str, Any]], seqs: set[int], eligible: list[int] | None = None) -> dict[str, Any]:
@@ -205,27 +308,33 @@ def blast_radius(versions: list[dict[str, Any]], seqs: set[int], eligible: list[
 
 
 def undo_purge(ctx: AppContext, *, rule_id: int, reason: str | None = None, dry_run: bool = False) -> UndoPurgeResult:
-    """Deactivate a soft purge rule: its rows become visible again."""
-    from sqlalchemy import select
+    """Deactivate one of the model's soft purge rules: its rows become visible again."""
+    from lifelong_cli.store import purge_rules
 
-    from lifelong_cli.store.schema import purge_rules
-
-    with ctx.store.read() as conn:
-        row = conn.execute(select(purge_rules).where(purge_rules.c.id == rule_id)).mappings().first()
+    model = ctx.model
+    with ctx.store.tx(write=False) as t:
+        row = purge_rules.get(t, model, rule_id)
     if row is None:
-        raise PurgeRuleNotFoundError(f"no purge rule {rule_id}", hint="`llctl audit --verb purge-data` lists them")
+        raise PurgeRuleNotFoundError(f"model '{model}' has no purge rule {rule_id}",
+                                     hint="`llctl audit --verb purge-data` lists them")
     if row["hard"]:
         raise PreconditionError(f"purge rule {rule_id} was a --hard purge: its rows were removed and cannot be restored",
                                 hint="re-ingest the original data if you still have it")
+    n = row["rows_affected"]
     if not row["active"]:
-        return UndoPurgeResult(rule_id, False, 0, f"purge rule {rule_id} was already undone by {row['undone_by']}; nothing changed", "")
+        return UndoPurgeResult(model, rule_id, False, 0,
+                               f"model '{model}': purge rule {rule_id} was already undone by {row['undone_by']}; "
+                               "nothing changed", "")
     if dry_run:
-        return UndoPurgeResult(rule_id, False, row["rows_affected"],
-                               f"dry run: would restore purge rule {rule_id} ({row['rows_affected']} row(s))", "")
-    with audited(ctx, "purge-data", args={"undo": rule_id}, reason=reason, sa=True) as (conn, entry):
-        conn.execute(purge_rules.update().where(purge_rules.c.id == rule_id, purge_rules.c.active)
-                     .values(active=False, undone_at=ctx.now(), undone_by=ctx.actor, undo_reason=reason))
+        return UndoPurgeResult(model, rule_id, False, n, f"dry run: would restore purge rule {rule_id} of model "
+                                                         f"'{model}' ({n} row(s))", "")
+    with audited(ctx, "purge-data", args={"undo": rule_id}, reason=reason) as (t, entry):
+        changed = purge_rules.undo(t, model, rule_id, now=ctx.now(), actor=ctx.actor, reason=reason)
+        entry.outcome = "ok" if changed else "noop"
         entry.detail = {"undo": rule_id}
-    return UndoPurgeResult(rule_id, True, row["rows_affected"],
-                           f"purge rule {rule_id} undone: its {row['rows_affected']} row(s) are visible to training again",
+    if not changed:  # a concurrent undo got there first
+        return UndoPurgeResult(model, rule_id, False, 0,
+                               f"model '{model}': purge rule {rule_id} was already undone; nothing changed", "")
+    return UndoPurgeResult(model, rule_id, True, n,
+                           f"model '{model}': purge rule {rule_id} undone: its {n} row(s) are visible to training again",
                            "the next `llctl train` may use them")

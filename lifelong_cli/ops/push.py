@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class PushResult(Result):
+    model: str
     version: int
     verdict: str | None
     forced: bool
@@ -35,15 +36,12 @@ class PushResult(Result):
     next: str = ""
 
 
-def halted_error(state, what: str) -> TrainingHaltedError:
+def halted_error(state, what: str, model: str | None = None) -> TrainingHaltedError:
+    whose = f"model '{model}': " if model else ""
     return TrainingHaltedError(
-        f"{what} is refused while training is stopped (by {state.stopped_by} at "
+        f"{whose}{what} is refused while training is stopped (by {state.stopped_by} at "
         f"{state.stopped_at:%Y-%m-%d %H:%M:%S}Z: {state.stop_reason})",
         hint="`llctl resume --reason ...` when the cause is fixed; `llctl canary abort` and `llctl rollback` still work")
-
-
-def latest_verdict(t, version: int) -> str | None:
-    return t.scalar("SELECT verdict FROM validations WHERE version_id = :v ORDER BY id DESC LIMIT 1", {"v": version})
 
 
 def replica_urls(ctx: AppContext) -> list[str]:
@@ -52,7 +50,8 @@ def replica_urls(ctx: AppContext) -> list[str]:
 
     s = ctx.config.settings.serving
     with ctx.store.tx(write=False) as t:
-        reported = [r["url"] for r in replicas.live(t, now=ctx.now(), ttl_seconds=s.replica_ttl_seconds) if r["url"]]
+        reported = [r["url"] for r in replicas.live(t, ctx.model, now=ctx.now(), ttl_seconds=s.replica_ttl_seconds)
+                    if r["url"]]
     out: list[str] = []
     for u in [*s.replicas, *reported]:
         u = u.rstrip("/")
@@ -61,14 +60,14 @@ def replica_urls(ctx: AppContext) -> list[str]:
     return out
 
 
-def _ask(urls: list[str], version: int, token: str) -> list[dict[str, Any]]:
+def _ask(urls: list[str], model: str, version: int, token: str) -> list[dict[str, Any]]:
     import httpx
 
     out = []
     with httpx.Client(timeout=30.0, headers={"Authorization": f"Bearer {token}"}) as client:
         for url in urls:
             try:
-                r = client.post(f"{url}/admin/load", json={"version": version})
+                r = client.post(f"{url}/admin/load", json={"model": model, "version": version})
             except httpx.HTTPError as exc:
                 out.append({"replica": url, "ok": False, "error": f"unreachable: {exc}".splitlines()[0]})
                 continue
@@ -104,20 +103,24 @@ def _check_here(ctx: AppContext, version: int) -> dict[str, Any]:
 
 def push(ctx: AppContext, *, version: int, force: bool = False, reason: str | None = None,
          dry_run: bool = False) -> PushResult:
+    """Verify the model's ``version`` and have every replica load and query it, then record the push.
+    Refused while training is stopped, and for a version that has not passed validation unless
+    ``force`` (with a ``reason``)."""
     from lifelong_cli.registry.base import ArtifactRef, open_registry
-    from lifelong_cli.store import control
-    from lifelong_cli.versions import load_version
+    from lifelong_cli.store import control, versions
 
     if force and not reason:
         raise UsageError("--force needs --reason (it is recorded in the audit log)", hint="llctl push 7 --force --reason '...'")
-    row = load_version(ctx, version)
+    model = ctx.model
     with ctx.store.tx(write=False) as t:
-        state = control.get(t)
-        verdict = latest_verdict(t, version)
+        row = versions.require(t, model, version)
+        state = control.get(t, model)
+        verdict = versions.latest_verdict(t, model, version)
     if state.stopped:
-        raise halted_error(state, "push")
+        raise halted_error(state, "push", model)
     if verdict != "passed" and not force:
-        raise PreconditionError(f"v{version} has not passed validation (latest verdict: {verdict or 'never validated'})",
+        raise PreconditionError(f"model '{model}': v{version} has not passed validation "
+                                f"(latest verdict: {verdict or 'never validated'})",
                                 hint=f"`llctl validate {version}`; or push anyway with --force --reason")
     registry = open_registry(ctx)
     for name, ref in sorted(row["artifacts"].items()):
@@ -128,13 +131,15 @@ def push(ctx: AppContext, *, version: int, force: bool = False, reason: str | No
         env = ctx.config.settings.serving.admin_token_env
         token = ctx.env.get(env) or os.environ.get(env)
         if not token:
-            raise ConfigError(f"${env} is not set: push needs the replicas' admin token to ask them to load v{version}",
+            raise ConfigError(f"${env} is not set: push needs the replicas' admin token to ask them to load "
+                              f"v{version} of model '{model}'",
                               hint=f"export {env}=... (the same value the replicas were started with)")
     if dry_run:
         where = ", ".join(urls) if urls else "no replica (it would be checked locally)"
-        return PushResult(version, verdict, force, True, [], f"dry run: v{version}'s artifacts verify; would ask {where}",
-                          "run again without --dry-run")
-    results = _ask(urls, version, token) if urls else [_check_here(ctx, version)]
+        return PushResult(model=model, version=version, verdict=verdict, forced=force, dry_run=True, replicas=[],
+                          message=f"dry run: model '{model}': v{version}'s artifacts verify; would ask {where}",
+                          next="run again without --dry-run")
+    results = _ask(urls, model, version, token) if urls else [_check_here(ctx, version)]
     failed = [r for r in results if not r["ok"]]
     args = {"version": version, "force": force}
     with audited(ctx, "push", args=args, reason=reason) as (t, entry):
@@ -142,11 +147,10 @@ def push(ctx: AppContext, *, version: int, force: bool = False, reason: str | No
         if failed:
             entry.outcome = "failed"
         else:
-            t.execute("UPDATE model_versions SET pushed_at = :now, pushed_by = :by, push_forced = :f WHERE id = :v",
-                      {"now": ctx.now(), "by": ctx.actor, "f": force, "v": version})
+            versions.mark_pushed(t, model, version, now=ctx.now(), actor=ctx.actor, forced=force)
     if failed:
-        raise CheckFailedError(f"v{version} failed the load-and-query check on {len(failed)} of {len(results)} replica(s): "
-                               + "; ".join(f"{r['replica']}: {r['error']}" for r in failed),
+        raise CheckFailedError(f"model '{model}': v{version} failed the load-and-query check on {len(failed)} of "
+                               f"{len(results)} replica(s): " + "; ".join(f"{r['replica']}: {r['error']}" for r in failed),
                                hint="fix the replica or the version; nothing was marked pushed")
     from lifelong_cli.errors import LlctlError
 
@@ -156,6 +160,7 @@ def push(ctx: AppContext, *, version: int, force: bool = False, reason: str | No
     except LlctlError as exc:
         alias_note = f"; registry alias not set ({exc.message})"
     where = f"{len(results)} replica(s)" if urls else "a local check (no live replica)"
-    return PushResult(version, verdict, force, False, results,
-                      f"v{version} pushed: loaded and queried on {where}; no traffic moved{alias_note}",
-                      f"`llctl canary start {version}`")
+    return PushResult(model=model, version=version, verdict=verdict, forced=force, dry_run=False, replicas=results,
+                      message=f"model '{model}': v{version} pushed: loaded and queried on {where}; "
+                              f"no traffic moved{alias_note}",
+                      next=f"`llctl canary start {version}`")

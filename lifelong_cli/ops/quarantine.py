@@ -15,28 +15,30 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class QuarantineListResult(Result):
+    model: str
     batches: list[dict[str, Any]]
     orphan_labels: int
 
 
 @dataclass(frozen=True)
 class QuarantineShowResult(Result):
+    model: str
     batch: int
     total: int
     rows: list[dict[str, Any]]
 
 
 def quarantine_list(ctx: AppContext) -> QuarantineListResult:
-    from sqlalchemy import select
+    """The model's batches with quarantined rows, newest first, and how many of its labels are orphans."""
+    from lifelong_cli.store import batches
 
-    from lifelong_cli.store.schema import batches
-
-    with ctx.store.read() as conn:
-        rows = conn.execute(select(batches).where(batches.c.rows_quarantined > 0).order_by(batches.c.id.desc())).mappings().all()
+    model = ctx.model
+    with ctx.store.tx(write=False) as t:
+        rows = batches.with_quarantine(t, model)
     out = [{"batch": r["id"], "status": r["status"], "source": r["source"], "kind": r["kind"], "input": r["input"],
             "created_at": r["created_at"], "rows_read": r["rows_read"], "rows_quarantined": r["rows_quarantined"],
             "top_reasons": (r["detail"] or {}).get("top_reasons", {})} for r in rows]
-    return QuarantineListResult(batches=jsonable(out), orphan_labels=orphan_labels(ctx))
+    return QuarantineListResult(model=model, batches=jsonable(out), orphan_labels=orphan_labels(ctx))
 
 
 def orphan_labels(ctx: AppContext) -> int:
@@ -47,20 +49,17 @@ def orphan_labels(ctx: AppContext) -> int:
     from lifelong_cli.data import reader as rd
     from lifelong_cli.data.schema import DataSchema
     from lifelong_cli.data.segments import DataStore
-    from lifelong_cli.store.schema import batches
+    from lifelong_cli.store import batches
 
     schema = DataSchema.from_settings(ctx.config.settings.data)
-    data = DataStore(ctx.config.data_root)
+    data = DataStore(ctx.data_root)
     cutoff = ctx.now() - timedelta(hours=ctx.config.settings.data.orphan_label_window_hours)
-    from sqlalchemy import select
-
-    with ctx.store.read() as conn:
-        refs = rd.accepted_batches(conn)
-        old = {r[0] for r in conn.execute(select(batches.c.id).where(batches.c.created_at <= cutoff))}
-    old_label_refs = [r for r in refs if r.kind in ("labels", "feedback") and r.id in old]
-    if not old_label_refs:
-        return 0
-    keys = rd.existing_keys(data, refs, schema)
+    with ctx.store.tx(write=False) as t:
+        old_label_refs = batches.for_reading(t, ctx.model, kinds=["labels", "feedback"], created_before=cutoff)
+        if not old_label_refs:
+            return 0
+        example_refs = batches.for_reading(t, ctx.model, kinds=["examples"])
+    keys = rd.existing_keys(data, example_refs, schema)
     n = 0
     for r in old_label_refs:
         k = data.read(r.segment_path, columns=[schema.key])[schema.key]
@@ -69,18 +68,19 @@ def orphan_labels(ctx: AppContext) -> int:
 
 
 def quarantine_show(ctx: AppContext, *, batch: int, limit: int = 50) -> QuarantineShowResult:
-    from sqlalchemy import select
-
+    """The quarantined rows of one of the model's batches (at most ``limit``)."""
     from lifelong_cli.data.segments import DataStore
-    from lifelong_cli.store.schema import batches
+    from lifelong_cli.store import batches
 
     if limit < 1:
         raise UsageError("--limit must be at least 1", hint=f"llctl quarantine show {batch} --limit 20")
-    with ctx.store.read() as conn:
-        row = conn.execute(select(batches.c.quarantine_path, batches.c.rows_quarantined).where(batches.c.id == batch)).first()
+    model = ctx.model
+    with ctx.store.tx(write=False) as t:
+        row = batches.get(t, model, batch)
     if row is None:
-        raise BatchNotFoundError(f"no batch {batch}", hint="`llctl quarantine list` shows batches with quarantined rows")
-    if not row[0]:
-        return QuarantineShowResult(batch=batch, total=0, rows=[])
-    t = DataStore(ctx.config.data_root).read(row[0])
-    return QuarantineShowResult(batch=batch, total=t.num_rows, rows=jsonable(t.slice(0, limit).to_pylist()))
+        raise BatchNotFoundError(f"model '{model}' has no batch {batch}",
+                                 hint="`llctl quarantine list` shows batches with quarantined rows")
+    if not row["quarantine_path"]:
+        return QuarantineShowResult(model=model, batch=batch, total=0, rows=[])
+    t = DataStore(ctx.data_root).read(row["quarantine_path"])
+    return QuarantineShowResult(model=model, batch=batch, total=t.num_rows, rows=jsonable(t.slice(0, limit).to_pylist()))

@@ -17,17 +17,20 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class RegistrySyncResult(Result):
+    model: str
     kind: str
     aliases: dict[str, int | None] = field(default_factory=dict)
     message: str = ""
 
 
 def registry_sync(ctx: AppContext, *, dry_run: bool = False) -> RegistrySyncResult:
+    """Set the registry aliases of the model (``ctx.model``) to its deployment row's pointers."""
     from lifelong_cli.registry.base import open_registry
     from lifelong_cli.store import deployment
 
+    model = ctx.model
     with ctx.store.tx(write=False) as t:
-        dep = deployment.get(t)
+        dep = deployment.get(t, model)
     fallback = None
     if dep["fallback_mode"]:
         strat = dep["fallback_strategy"] or ""
@@ -36,11 +39,13 @@ def registry_sync(ctx: AppContext, *, dry_run: bool = False) -> RegistrySyncResu
                "fallback": fallback}
     shown = ", ".join(f"{a}=v{v}" if v else f"{a}=none" for a, v in aliases.items())
     if dry_run:
-        return RegistrySyncResult(ctx.config.settings.registry.kind, aliases, f"dry run: would set {shown}")
+        return RegistrySyncResult(model=model, kind=ctx.config.settings.registry.kind, aliases=aliases,
+                                  message=f"dry run: model '{model}': would set {shown}")
     registry = open_registry(ctx)
     for alias, version in aliases.items():
         registry.set_alias(alias, version)
-    return RegistrySyncResult(registry.kind, aliases, f"{registry.kind} registry aliases: {shown}")
+    return RegistrySyncResult(model=model, kind=registry.kind, aliases=aliases,
+                              message=f"model '{model}': {registry.kind} registry aliases: {shown}")
 
 
 def sync_quietly(ctx: AppContext) -> str:

@@ -1,4 +1,5 @@
-"""status: one screen of real state, read in one snapshot."""
+"""status: one screen of one model's real state, read in one snapshot (the other models in the store
+are named, not shown: `llctl --model NAME status` shows one of them)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lifelong_cli.ops._base import Result, jsonable
-from lifelong_cli.store import control, deployment, replicas
+from lifelong_cli.store import (
+    batches,
+    control,
+    deployment,
+    incidents,
+    models,
+    purge_rules,
+    replicas,
+    versions,
+)
 
 if TYPE_CHECKING:
     from lifelong_cli.context import AppContext
@@ -15,6 +25,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class StatusResult(Result):
     model: str
+    other_models: list[str]  # the other models in the same store (each has its own state; not shown)
     store: str
     now: Any
     serving: dict[str, Any]
@@ -26,29 +37,22 @@ class StatusResult(Result):
 
 
 def status(ctx: AppContext) -> StatusResult:
-    """Serving, canary, fallback, training, data freshness, drift and open incidents."""
+    """``ctx.model``'s serving, canary, fallback, training, data freshness, drift and open incidents (its own
+    and the store-wide ones)."""
     now = ctx.now()
+    model = ctx.model
     with ctx.store.tx(write=False) as t:
-        dep = deployment.get(t)
-        ctl = control.get(t)
-        v = t.row("SELECT count(*) AS n, max(id) AS latest FROM model_versions")
-        n_versions, latest_version = v["n"], v["latest"]
-        last_verdict = None
-        if latest_version is not None:
-            last_verdict = t.scalar("SELECT verdict FROM validations WHERE version_id = :v ORDER BY id DESC LIMIT 1",
-                                    {"v": latest_version})
-        b = t.row("SELECT count(*) AS n, max(created_at) AS last_at, max(event_time_max) AS newest, "
-                  "coalesce(sum(rows_accepted), 0) AS accepted, coalesce(sum(rows_quarantined), 0) AS quarantined "
-                  "FROM batches WHERE status = 'accepted'", types={"last_at": "ts", "newest": "ts"})
-        rejected = t.scalar("SELECT count(*) FROM batches WHERE status = 'rejected'")
-        rule_specs = [r["spec"] for r in t.rows("SELECT spec FROM purge_rules WHERE active = :t", {"t": True},
-                                                  types={"spec": "json"})]
-        active_rules = len(rule_specs)
-        last_drift = t.row("SELECT id, drifted, drift, created_at FROM batches WHERE drifted IS NOT NULL "
-                           "ORDER BY id DESC LIMIT 1", types={"drifted": "bool", "drift": "json", "created_at": "ts"})
-        live = replicas.live(t, now=now, ttl_seconds=ctx.config.settings.serving.replica_ttl_seconds)
-        open_incidents = t.rows("SELECT id, title, severity, opened_at, opened_by FROM incidents "
-                                "WHERE status = 'open' ORDER BY id", types={"opened_at": "ts"})
+        dep = deployment.get(t, model)
+        ctl = control.get(t, model)
+        n_versions = versions.count(t, model)
+        latest = (versions.newest(t, model, limit=1) or [None])[0]
+        b = batches.summary(t, model)
+        rule_specs = [r["spec"] for r in purge_rules.active(t, model)]
+        last_drift = batches.newest_drift(t, model)
+        live = replicas.live(t, model, now=now, ttl_seconds=ctx.config.settings.serving.replica_ttl_seconds)
+        open_incidents = [{k: i[k] for k in ("id", "model", "title", "severity", "opened_at", "opened_by")}
+                          for i in incidents.list_for(t, model, open_only=True)]
+        others = [m for m in models.names(t) if m != model]
 
     lease_active = ctl.lease_active(now)
     serving = {
@@ -79,19 +83,19 @@ def status(ctx: AppContext) -> StatusResult:
         "stale_lease_holder": ctl.lease_holder if ctl.lease_holder and not lease_active else None,
         "head_version": dep["training_head"],
         "versions": n_versions,
-        "latest_version": latest_version,
-        "latest_verdict": last_verdict,
+        "latest_version": latest["id"] if latest else None,
+        "latest_verdict": latest["verdict"] if latest else None,
     }
     last_ingest = b["last_at"]
     data = {
         "batches": b["n"],
-        "batches_rejected": rejected,
+        "batches_rejected": b["rejected"],
         "rows_accepted": int(b["accepted"]),
         "rows_quarantined": int(b["quarantined"]),
         "last_ingest_at": last_ingest,
         "last_ingest_age_seconds": (now - last_ingest).total_seconds() if last_ingest else None,
         "newest_event_time": b["newest"],
-        "active_purge_rules": active_rules,
+        "active_purge_rules": len(rule_specs),
     }
     drift = (
         {"batch": last_drift["id"], "drifted": last_drift["drifted"], "checked_at": last_drift["created_at"],
@@ -101,7 +105,8 @@ def status(ctx: AppContext) -> StatusResult:
         else {"batch": None, "drifted": None}
     )
     return StatusResult(
-        model=ctx.config.settings.model.name,
+        model=model,
+        other_models=others,
         store=ctx.raw_store.display_url,
         now=now,
         serving=jsonable(serving),

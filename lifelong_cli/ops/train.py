@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import subprocess
 import time
@@ -11,17 +10,20 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from lifelong_cli.errors import LlctlError, PreconditionError, TrainingHaltedError, UsageError
+from lifelong_cli.errors import LlctlError, TrainingHaltedError, UsageError
 from lifelong_cli.ops._base import Result, audited
+from lifelong_cli.training.artifacts import pq_bytes, pq_read, torch_bytes, torch_load
 
 if TYPE_CHECKING:
     from lifelong_cli.context import AppContext
 
 STRATEGIES = ("naive", "replay", "ewc", "ewc+replay")
+__all__ = ["STRATEGIES", "TrainResult", "train", "pq_bytes", "pq_read"]
 
 
 @dataclass(frozen=True)
 class TrainResult(Result):
+    model: str
     status: str  # trained | nothing-new | dry-run
     version: int | None
     parent: int | None
@@ -37,16 +39,17 @@ class TrainResult(Result):
     next: str = ""
 
 
-def _halted(state) -> TrainingHaltedError:
+def _halted(state, model: str) -> TrainingHaltedError:
     return TrainingHaltedError(
-        f"training is stopped (by {state.stopped_by} at {state.stopped_at:%Y-%m-%d %H:%M:%S}Z: {state.stop_reason})",
-        hint="`llctl resume --reason ...` when the cause is fixed")
+        f"model '{model}': training is stopped (by {state.stopped_by} at {state.stopped_at:%Y-%m-%d %H:%M:%S}Z: "
+        f"{state.stop_reason})", hint="`llctl resume --reason ...` when the cause is fixed")
 
 
 def train(ctx: AppContext, *, strategy: str | None = None, epochs: int | None = None, max_rows: int | None = None,
           dry_run: bool = False, inject_nan_at_step: int | None = None) -> TrainResult:
-    """Train the next version from the training head. Refused while training is stopped or another
-    trainer holds the lease; stops without a version when the stop flag is set mid-run."""
+    """Train the model's next version from its training head. Refused while the model's training is
+    stopped or another trainer holds its lease; stops without a version when its stop flag is set
+    mid-run. Other models' training is neither seen nor touched."""
     from lifelong_cli.store import control, deployment
 
     t_start = time.monotonic()
@@ -58,29 +61,28 @@ def train(ctx: AppContext, *, strategy: str | None = None, epochs: int | None = 
         raise UsageError("--epochs must be at least 1", hint="llctl train --epochs 3")
     if max_rows is not None and max_rows < 1:
         raise UsageError("--max-rows must be at least 1", hint="llctl train --max-rows 10000")
+    model = ctx.model
     with ctx.store.tx(write=False) as t:
-        state = control.get(t)
-        head = deployment.get(t)["training_head"]
+        state = control.get(t, model)
+        head = deployment.get(t, model)["training_head"]
     if state.stopped:
-        raise _halted(state)
+        raise _halted(state, model)
 
-    lease = None
-    ttl = timedelta(seconds=ts.lease_ttl_seconds)
+    run = _Run(ctx, model=model, strategy=strategy, epochs=epochs or ts.epochs, head=head,
+               ttl=timedelta(seconds=ts.lease_ttl_seconds), t_start=t_start)
     if not dry_run:
         _import_training_stack()  # before the lease: while it is held, a stop is noticed within a heartbeat
         with ctx.store.tx() as t:
-            st = control.get(t)
+            st = control.get(t, model)
             if st.stopped:
-                raise _halted(st)
-            lease = control.acquire_lease(t, holder=ctx.host_id, ttl=ttl, now=ctx.now())
+                raise _halted(st, model)
+            run.lease = control.acquire_lease(t, model, holder=ctx.host_id, ttl=run.ttl, now=ctx.now())
     try:
-        return _train(ctx, strategy=strategy, epochs=epochs or ts.epochs, max_rows=max_rows or ts.max_rows,
-                      dry_run=dry_run, head=head, lease=lease, ttl=ttl, t_start=t_start,
-                      inject_nan_at_step=inject_nan_at_step)
+        return _train(run, max_rows=max_rows or ts.max_rows, dry_run=dry_run, inject_nan_at_step=inject_nan_at_step)
     finally:
-        if lease is not None:
+        if run.lease is not None:
             with ctx.store.tx() as t:
-                control.release_lease(t, lease)
+                control.release_lease(t, model, run.lease)
 
 
 def _import_training_stack() -> None:
@@ -95,189 +97,318 @@ def _import_training_stack() -> None:
     del torch
 
 
-def _train(ctx, *, strategy, epochs, max_rows, dry_run, head, lease, ttl, t_start, inject_nan_at_step) -> TrainResult:
+class _Run:
+    """One training run of one model: what every step needs, and the lease it holds."""
+
+    def __init__(self, ctx: AppContext, *, model: str, strategy: str, epochs: int, head: int | None,
+                 ttl: timedelta, t_start: float) -> None:
+        self.ctx, self.model, self.strategy, self.epochs, self.head = ctx, model, strategy, epochs, head
+        self.ttl, self.t_start = ttl, t_start
+        self.lease = None
+
+    def check_in(self, step: int) -> None:
+        """Renew the lease; end the run if the model's training was stopped meanwhile."""
+        from lifelong_cli.store import control
+
+        with self.ctx.store.tx() as t:
+            self.lease, state = control.heartbeat(t, self.model, self.lease, ttl=self.ttl, now=self.ctx.now())
+        if state.stopped:
+            raise TrainingHaltedError(
+                f"model '{self.model}': training stopped at step {step} by {state.stopped_by} ({state.stop_reason}); "
+                "no version written",
+                hint="`llctl resume --reason ...` then `llctl train` continues from the training head")
+
+    def result(self, status: str, **kw: Any) -> TrainResult:
+        return TrainResult(model=self.model, status=status, parent=self.head, strategy=self.strategy, **kw)
+
+
+@dataclass
+class _Data:
+    """What a step reads, once, purge rules applied: the rows new since the parent's watermark, the
+    parent's replay reservoir as it is now, and the hold-out up to the new watermark."""
+
+    rule_ids: list[int]
+    new: Any
+    reservoir: Any  # the parent's reservoir rows still trainable at its watermark (None: no parent)
+    replay: Any  # the reservoir, when the strategy replays
+    holdout: Any
+    seq_from: int | None
+    seq_to: int | None
+    fresh: Any  # every row trainable after the parent's watermark, before rules (data.reader.NewRows)
+    refs: Any
+    rules: Any
+
+
+def _read(run: _Run, data_store, schema, *, parent: dict[str, Any] | None, registry, max_rows: int | None) -> _Data:
+    """Read what the step needs and nothing more, so that its cost follows the new data and not the
+    history: the rows that became trainable since the parent's watermark (whole ingest sequences,
+    at most ``max_rows``; the key index finds the older rows that late labels made new), the
+    parent's replay reservoir (its rows kept beside the segments, as they are now: a purged row, or
+    one relabelled since, never survives) and the hold-out up to the new watermark (a snapshot
+    extended by the new hold-out rows)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
+
+    from lifelong_cli.data import reader as rd
+    from lifelong_cli.data.snapshots import Snapshots, visible
+    from lifelong_cli.store import batches, purge_rules
+
+    with run.ctx.store.tx(write=False) as t:
+        refs = batches.for_reading(t, run.model)
+        rules = purge_rules.active(t, run.model)
+    watermark = parent["watermark"] if parent else None
+    fresh = rd.read_new(data_store, schema, refs, [], after=watermark)
+    rows = visible(fresh.rows, rules, schema)
+    new = rows.filter(pc.invert(pc.fill_null(rows[rd.HOLDOUT], False)))
+    if max_rows and new.num_rows > max_rows:  # whole ingest sequences only, so the watermark stays exact
+        seqs = np.asarray(new[rd.TRAINABLE_SEQ].to_numpy(zero_copy_only=False))
+        cut = seqs[max_rows - 1]
+        new = new.filter(pa.array(seqs <= cut))
+    seq_from = int(pc.min(new[rd.TRAINABLE_SEQ]).as_py()) if new.num_rows else None
+    seq_to = int(pc.max(new[rd.TRAINABLE_SEQ]).as_py()) if new.num_rows else None
+    holdout = None
+    if seq_to is not None:
+        held = Snapshots(data_store, schema).holdout(refs, seq_to, new=fresh, base=watermark)
+        holdout = visible(held, rules, schema)
+
+    reservoir = None
+    if parent and run.strategy in ("replay", "ewc", "ewc+replay") and "replay" in parent["artifacts"] and new.num_rows:
+        reservoir = _reservoir(data_store, schema, refs, rules, parent, registry, fresh)
+    replay = reservoir if reservoir is not None and run.strategy in ("replay", "ewc+replay") and \
+        reservoir.num_rows else None
+    return _Data([r["id"] for r in rules], new, reservoir, replay, holdout, seq_from, seq_to, fresh, refs, rules)
+
+
+def _reservoir(data_store, schema, refs, rules, parent: dict[str, Any], registry, fresh):
+    """The rows of the parent's replay reservoir that are still trainable at its watermark, rules
+    applied, in the order a full read gives them: from the snapshot kept with it (rows relabelled
+    since the watermark left out), else read by key (the key index)."""
+    import pyarrow.compute as pc
+
+    from lifelong_cli.data import reader as rd
+    from lifelong_cli.data.snapshots import Snapshots, visible
+    from lifelong_cli.registry.base import ArtifactRef
+
+    ref = ArtifactRef.from_dict("replay", parent["artifacts"]["replay"])
+    keys = pq_read(registry.fetch(ref))[schema.key].combine_chunks()  # fetched: a corrupted buffer fails here
+    if not len(keys):
+        return None
+    kept = Snapshots(data_store, schema).reservoir(refs, ref.sha256, keys)
+    if kept is None:
+        return rd.rows_for(data_store, schema, refs, rules, keys, seq_to=parent["watermark"], holdout="exclude")
+    if len(fresh.relabelled):
+        kept = kept.filter(pc.invert(pc.is_in(kept[schema.key], value_set=fresh.relabelled)))
+    kept = visible(kept, rules, schema)
+    return kept.take(pc.sort_indices(kept[rd.BATCH]))  # batch order (stable: each batch's rows keep theirs)
+
+
+def _fallback(run: _Run, data_store, schema, pre, d: _Data, parent: dict[str, Any] | None, fetch) -> dict[str, Any]:
+    """The fallback over the new version's lineage (every trainable row up to its watermark). For
+    classification the parent's tally of its lineage is carried forward — plus the new rows, minus
+    what the rows relabelled since counted before — while the purge rules in force are the same;
+    otherwise (and for regression, whose median cannot be merged) the lineage is read whole."""
+    import pyarrow.compute as pc
+
+    from lifelong_cli.data import reader as rd
+    from lifelong_cli.store import purge_rules
+    from lifelong_cli.training import tally as tl
+    from lifelong_cli.training.fallback import build_fallback
+
+    ts = run.ctx.config.settings.training
+    with run.ctx.store.tx(write=False) as t:
+        in_force = [r["id"] for r in purge_rules.in_force(t, run.model)]
+    def lineage():  # from scratch, the new rows are the whole lineage
+        return d.new if parent is None else rd.read_rows(data_store, schema, d.refs, d.rules, seq_to=d.seq_to)
+
+    if pre.task != "classification":
+        return build_fallback(lineage(), schema.label, pre, ts.fallback_lookup_key)
+    before = json.loads(fetch("fallback")).get("tally") if parent and "fallback" in parent["artifacts"] else None
+    if before is not None and before.get("rules") == in_force and parent["watermark"] is not None:
+        w = parent["watermark"]
+        was = d.fresh.rows.filter(pc.less_equal(d.fresh.rows[rd.BATCH], w))  # older rows relabelled since
+        counted = rd.rows_for(data_store, schema, d.refs, d.rules, was[schema.key], seq_to=w, holdout="exclude",
+                              as_of=w) if was.num_rows else d.new.slice(0, 0)
+        tally = tl.merge(tl.merge(before, tl.count(d.new, schema.label, ts.fallback_lookup_key)),
+                         tl.count(counted, schema.label, ts.fallback_lookup_key), -1)
+    else:
+        tally = tl.count(lineage(), schema.label, ts.fallback_lookup_key)
+    tally["rules"] = in_force
+    return tl.fallback_doc(tally, pre, ts.fallback_lookup_key)
+
+
+def _train(run: _Run, *, max_rows, dry_run, inject_nan_at_step) -> TrainResult:
+    import numpy as np
+    import pyarrow as pa
     import torch
 
     from lifelong_cli.data import reader as rd
     from lifelong_cli.data.schema import DataSchema
     from lifelong_cli.data.segments import DataStore
+    from lifelong_cli.data.snapshots import Snapshots
     from lifelong_cli.registry.base import ArtifactRef, open_registry
-    from lifelong_cli.store import control
+    from lifelong_cli.store import versions
     from lifelong_cli.training import trainer as tr
     from lifelong_cli.training.model import build_model
     from lifelong_cli.training.onnx_export import export
     from lifelong_cli.training.preprocess import Preprocessor
-    from lifelong_cli.versions import load_version
 
+    ctx, model, head, strategy = run.ctx, run.model, run.head, run.strategy
     settings = ctx.config.settings
     ts = settings.training
     schema = DataSchema.from_settings(settings.data)
-    data = DataStore(ctx.config.data_root)
     registry = open_registry(ctx)
-    parent = load_version(ctx, head) if head is not None else None
-    watermark = parent["watermark"] if parent else None
-
-    with ctx.store.read() as conn:
-        rules = rd.active_rules(conn)
-        new = rd.read_rows(conn, data, schema, rules=rules, seq_from=(watermark + 1) if watermark is not None else None)
-        past = rd.read_rows(conn, data, schema, rules=rules, seq_to=watermark) if watermark is not None else None
-    rule_ids = [r.id for r in rules]
-    if max_rows and new.num_rows > max_rows:  # whole ingest sequences only, so the watermark stays exact
-        seqs = np.asarray(new[rd.TRAINABLE_SEQ].to_numpy(zero_copy_only=False))
-        cut = seqs[max_rows - 1]
-        keep = seqs <= cut if (seqs <= cut).sum() > 0 else np.ones(len(seqs), bool)
-        new = new.filter(pa.array(keep))
-    seq_from = int(pc.min(new[rd.TRAINABLE_SEQ]).as_py()) if new.num_rows else None
-    seq_to = int(pc.max(new[rd.TRAINABLE_SEQ]).as_py()) if new.num_rows else None
-
-    buffer_keys: list[str] = []
-    if parent and strategy in ("replay", "ewc+replay") and "replay" in parent["artifacts"]:
-        buf = pq_read(registry.fetch(ArtifactRef.from_dict("replay", parent["artifacts"]["replay"])))
-        buffer_keys = buf[schema.key].to_pylist()
-    replay_tbl = None
-    if past is not None and buffer_keys:
-        # rebuilt from the store: a purged row (or one not in the parent's lineage) never survives
-        replay_tbl = past.filter(pc.is_in(past[schema.key], value_set=pa.array(buffer_keys, pa.string())))
+    if head is not None:
+        with ctx.store.tx(write=False) as t:
+            parent = versions.require(t, model, head)
+    else:
+        parent = None
+    data_store = DataStore(ctx.data_root)
+    d = _read(run, data_store, schema, parent=parent, registry=registry, max_rows=max_rows)
+    new, replay_tbl = d.new, d.replay
+    n_replay = replay_tbl.num_rows if replay_tbl is not None else 0
+    from_what = f"v{head}" if head else "scratch"
 
     if new.num_rows == 0:
-        return TrainResult("nothing-new", None, head, strategy, None, None, 0, 0, rule_ids,
-                           message=f"nothing new to train on since v{head} (watermark {watermark})" if head
-                           else "nothing to train on yet: no labelled rows",
-                           next="ingest more data (`llctl ingest FILE`), or labels for waiting examples")
+        watermark = parent["watermark"] if parent else None
+        return run.result("nothing-new", version=None, seq_from=None, seq_to=None, rows_new=0, rows_replay=0,
+                          purge_rules=d.rule_ids,
+                          message=f"model '{model}': nothing new to train on since v{head} (watermark {watermark})"
+                          if head else f"model '{model}': nothing to train on yet: no labelled rows",
+                          next="ingest more data (`llctl ingest FILE`), or labels for waiting examples")
     if dry_run:
-        return TrainResult("dry-run", None, head, strategy, seq_from, seq_to, new.num_rows,
-                           replay_tbl.num_rows if replay_tbl is not None else 0, rule_ids,
-                           message=f"dry run: would train v{'?'} from {('v' + str(head)) if head else 'scratch'} on "
-                           f"{new.num_rows} new rows (sequences {seq_from}–{seq_to}) with {strategy}",
-                           next="run again without --dry-run")
+        with ctx.store.tx(write=False) as t:
+            nxt = versions.next_id(t, model)
+        return run.result("dry-run", version=None, seq_from=d.seq_from, seq_to=d.seq_to, rows_new=new.num_rows,
+                          rows_replay=n_replay, purge_rules=d.rule_ids,
+                          message=f"dry run: model '{model}': would train v{nxt} from {from_what} on "
+                          f"{new.num_rows} new rows (sequences {d.seq_from}–{d.seq_to}) with {strategy}",
+                          next="run again without --dry-run")
 
     registry.check()  # a remote registry that cannot be reached fails now, not after the fit
+    run.check_in(0)  # the data is read: a stop that landed meanwhile ends the run here
 
-    def check_in(step: int) -> None:
-        nonlocal lease
-        with ctx.store.tx() as t:
-            lease, state = control.heartbeat(t, lease, ttl=ttl, now=ctx.now())
-        if state.stopped:
-            raise TrainingHaltedError(
-                f"training stopped at step {step} by {state.stopped_by} ({state.stop_reason}); no version written",
-                hint="`llctl resume --reason ...` then `llctl train` continues from the training head")
+    def fetch(name: str) -> bytes:
+        return registry.fetch(ArtifactRef.from_dict(name, parent["artifacts"][name]))
 
-    check_in(0)  # the data is read: a stop that landed meanwhile ends the run here
-    pre = (Preprocessor.from_dict(json.loads(registry.fetch(ArtifactRef.from_dict("preprocess", parent["artifacts"]["preprocess"]))))
-           if parent else Preprocessor.fit(new, schema))
+    pre = Preprocessor.from_dict(json.loads(fetch("preprocess"))) if parent else Preprocessor.fit(new, schema)
     x_new, y_new = pre.transform(new), pre.targets(new, schema.label)
     torch.manual_seed(ts.seed)
-    model = build_model(settings.model, pre.n_inputs, pre.n_outputs)
+    net = build_model(settings.model, pre.n_inputs, pre.n_outputs)
     opt_state = None
     if parent:
-        model.load_state_dict(_torch_load(registry.fetch(ArtifactRef.from_dict("state_dict", parent["artifacts"]["state_dict"]))))
+        net.load_state_dict(torch_load(fetch("state_dict")))
         if "optimizer" in parent["artifacts"]:
-            opt_state = _torch_load(registry.fetch(ArtifactRef.from_dict("optimizer", parent["artifacts"]["optimizer"])))
+            opt_state = torch_load(fetch("optimizer"))
     ewc = None
     rng = np.random.default_rng(ts.seed + (head or 0))
+    past = d.reservoir  # the parent's data, as the uniform sample of it its reservoir is
     if parent and strategy in ("ewc", "ewc+replay") and past is not None and past.num_rows:
         sample = past.take(pa.array(rng.choice(past.num_rows, min(past.num_rows, ts.ewc.fisher_samples), replace=False)))
-        ewc = tr.fisher_information(model, pre.transform(sample), pre.targets(sample, schema.label), pre.task)
-    x_rep = pre.transform(replay_tbl) if replay_tbl is not None and replay_tbl.num_rows else None
+        ewc = tr.fisher_information(net, pre.transform(sample), pre.targets(sample, schema.label), pre.task)
+    x_rep = pre.transform(replay_tbl) if n_replay else None
     y_rep = pre.targets(replay_tbl, schema.label) if x_rep is not None else None
-    check_in(0)  # and again after preprocessing and the Fisher information, before the loop
-    cfg = tr.TrainConfig(strategy=strategy, epochs=epochs, batch_size=ts.batch_size, learning_rate=ts.learning_rate,
+    run.check_in(0)  # and again after preprocessing and the Fisher information, before the loop
+    cfg = tr.TrainConfig(strategy=strategy, epochs=run.epochs, batch_size=ts.batch_size, learning_rate=ts.learning_rate,
                          grad_clip=ts.grad_clip, shuffle_buffer=ts.shuffle_buffer, frozen_layers=list(ts.frozen_layers),
                          new_ratio=ts.replay.new_ratio, ewc_lambda=ts.ewc.ewc_lambda, seed=ts.seed + (head or 0),
                          task=pre.task, heartbeat_seconds=ts.heartbeat_seconds, threads=ts.threads)
-    opt, fit_metrics = tr.fit(model, x_new, y_new, cfg, x_replay=x_rep, y_replay=y_rep, ewc=ewc, optimizer_state=opt_state,
-                              check_in=check_in, inject_nan_at_step=inject_nan_at_step)
+    opt, fit_metrics = tr.fit(net, x_new, y_new, cfg, x_replay=x_rep, y_replay=y_rep, ewc=ewc, optimizer_state=opt_state,
+                              check_in=run.check_in, inject_nan_at_step=inject_nan_at_step)
 
     # the new reservoir: every row seen so far equally likely to be in it; purged rows never are
     seen_before = parent["metrics"].get("rows_seen", 0) if parent else 0
-    k_new, k_old = tr.reservoir_keep(seen_before, new.num_rows, ts.replay.buffer_size, rng,
-                                     replay_tbl.num_rows if replay_tbl is not None else 0)
+    k_new, k_old = tr.reservoir_keep(seen_before, new.num_rows, ts.replay.buffer_size, rng, n_replay)
     parts = [new.take(pa.array(np.sort(rng.choice(new.num_rows, k_new, replace=False))))]
-    if replay_tbl is not None and k_old:
-        parts.insert(0, replay_tbl.take(pa.array(np.sort(rng.choice(replay_tbl.num_rows, k_old, replace=False)))))
-    replay_cols = [schema.key, rd.TRAINABLE_SEQ]
-    new_buffer = pa.concat_tables([p.select(replay_cols) for p in parts])
+    if n_replay and k_old:
+        parts.insert(0, replay_tbl.take(pa.array(np.sort(rng.choice(n_replay, k_old, replace=False)))))
+    new_buffer = pa.concat_tables([p.select([schema.key, rd.TRAINABLE_SEQ]) for p in parts])
+    buffer_rows = pa.concat_tables([p.select(new.column_names).cast(new.schema) for p in parts])
 
     metrics = {**fit_metrics, "rows_new": new.num_rows, "rows_replay": x_rep.shape[0] if x_rep is not None else 0,
                "rows_seen": seen_before + new.num_rows, "replay_buffer": new_buffer.num_rows}
-    with ctx.store.read() as conn:
-        golden = rd.read_rows(conn, data, schema, rules=rules, holdout="only", seq_to=seq_to)
-    if golden.num_rows and pre.task == "classification":
-        scores = tr.predict_scores(model, pre.transform(golden), pre.task)
+    golden = d.holdout
+    if golden is not None and golden.num_rows and pre.task == "classification":
+        scores = tr.predict_scores(net, pre.transform(golden), pre.task)
         metrics["holdout_accuracy"] = float((scores.argmax(1) == pre.targets(golden, schema.label)).mean())
         metrics["holdout_rows"] = golden.num_rows
 
-    with ctx.store.read() as conn:
-        lineage_rows = rd.read_rows(conn, data, schema, rules=rules, seq_to=seq_to)
-    fallback = _fallback(lineage_rows, schema, pre, ts.fallback_lookup_key)
     blobs = {
-        "state_dict": _torch_bytes(model.state_dict()),
-        "optimizer": _torch_bytes(opt.state_dict()),
-        "onnx": export(model, pre),
+        "state_dict": torch_bytes(net.state_dict()),
+        "optimizer": torch_bytes(opt.state_dict()),
+        "onnx": export(net, pre),
         "preprocess": json.dumps(pre.to_dict(), sort_keys=True).encode(),
         "replay": pq_bytes(new_buffer),
-        "fallback": json.dumps(fallback, sort_keys=True).encode(),
+        "fallback": json.dumps(_fallback(run, data_store, schema, pre, d, parent, fetch), sort_keys=True).encode(),
     }
-    check_in(metrics["steps"])  # after evaluation and export, before the registry writes
+    run.check_in(metrics["steps"])  # after evaluation and export, before the registry writes
     refs = {name: registry.put(name, b) for name, b in blobs.items()}
-    metrics["train_seconds"] = time.monotonic() - t_start
+    Snapshots(data_store, schema).save_reservoir(d.refs, refs["replay"].sha256, buffer_rows)  # for the next train
+    metrics["train_seconds"] = time.monotonic() - run.t_start
     lineage = {
-        "parent": head, "seq_from": seq_from, "seq_to": seq_to, "rows": new.num_rows, "purge_rules": rule_ids,
+        "parent": head, "seq_from": d.seq_from, "seq_to": d.seq_to, "rows": new.num_rows, "purge_rules": d.rule_ids,
         "strategy": strategy, "config_hash": _config_hash(settings), "libraries": _libraries(),
         "git_commit": _git_commit(ctx.config.workspace), "task": pre.task, "classes": pre.classes,
         "replay_rows_used": metrics["rows_replay"], "ewc_from_parent": ewc is not None,
     }
-    version = _commit(ctx, head=head, lease=lease, strategy=strategy, seq_from=seq_from, seq_to=seq_to,
-                      watermark=max(seq_to, watermark or 0), rows=new.num_rows, lineage=lineage, metrics=metrics,
-                      artifacts={k: v.to_dict() for k, v in refs.items()})
-    reg_note = ""
+    artifacts = {k: v.to_dict() for k, v in refs.items()}
+    watermark = max(d.seq_to, parent["watermark"] or 0) if parent else d.seq_to
+    version = _commit(run, seq_from=d.seq_from, seq_to=d.seq_to, watermark=watermark, rows=new.num_rows,
+                      lineage=lineage, metrics=metrics, artifacts=artifacts)
+    reg_note = _record(run, registry, version, refs, metrics, lineage)
+    acc = f", hold-out accuracy {metrics['holdout_accuracy']:.3f}" if "holdout_accuracy" in metrics else ""
+    return run.result("trained", version=version, seq_from=d.seq_from, seq_to=d.seq_to, rows_new=new.num_rows,
+                      rows_replay=metrics["rows_replay"], purge_rules=d.rule_ids, metrics=metrics, artifacts=artifacts,
+                      message=f"model '{model}': trained v{version} from {from_what} on {new.num_rows} new rows "
+                              f"(sequences {d.seq_from}–{d.seq_to}, {strategy}) in {metrics['train_seconds']:.1f}s"
+                              f"{acc}{reg_note}",
+                      next=f"`llctl versions show {version}`; validate it before pushing")
+
+
+def _record(run: _Run, registry, version: int, refs, metrics: dict[str, Any], lineage: dict[str, Any]) -> str:
+    """Record the committed version in the registry (an MLflow run and model version) and mirror the
+    aliases; best effort: the version is committed, only its registry record can be missing."""
+    from lifelong_cli.store import versions
+
+    note = ""
     try:
-        ref = registry.record_version(version, artifacts=refs, params={"strategy": strategy, "epochs": epochs, "parent": head},
-                                      metrics={k: v for k, v in metrics.items() if isinstance(v, int | float)}, lineage=lineage)
-    except LlctlError as exc:  # the version is committed; only its registry record is missing
-        ref, reg_note = None, f" (not recorded in the registry: {exc.message})"
+        ref = registry.record_version(version, artifacts=refs,
+                                      params={"strategy": run.strategy, "epochs": run.epochs, "parent": run.head},
+                                      metrics={k: v for k, v in metrics.items() if isinstance(v, int | float)},
+                                      lineage=lineage)
+    except LlctlError as exc:
+        ref, note = None, f" (not recorded in the registry: {exc.message})"
     if registry.kind != "local":
         from lifelong_cli.ops.registry_sync import sync_quietly
 
-        sync_quietly(ctx)
+        sync_quietly(run.ctx)
     if ref:
-        with ctx.store.tx() as t:
-            t.execute("UPDATE model_versions SET registry_ref = :r WHERE id = :v", {"r": ref, "v": version})
-    acc = f", hold-out accuracy {metrics['holdout_accuracy']:.3f}" if "holdout_accuracy" in metrics else ""
-    return TrainResult("trained", version, head, strategy, seq_from, seq_to, new.num_rows, metrics["rows_replay"], rule_ids,
-                       metrics=metrics, artifacts={k: v.to_dict() for k, v in refs.items()},
-                       message=f"trained v{version} from {('v' + str(head)) if head else 'scratch'} on {new.num_rows} new rows "
-                               f"(sequences {seq_from}–{seq_to}, {strategy}) in {metrics['train_seconds']:.1f}s{acc}{reg_note}",
-                       next=f"`llctl versions show {version}`; validate it before pushing")
+        with run.ctx.store.tx() as t:
+            versions.set_registry_ref(t, run.model, version, ref)
+    return note
 
 
-def _commit(ctx, *, head, lease, strategy, seq_from, seq_to, watermark, rows, lineage, metrics, artifacts) -> int:
-    """The version row is written last, in one transaction with the head move and the audit entry;
-    the stop flag and the lease are checked in it, so a stop that lands now still wins."""
-    from lifelong_cli.store import control, deployment
+def _commit(run: _Run, *, seq_from, seq_to, watermark, rows, lineage, metrics, artifacts) -> int:
+    """The version row is written last, in one transaction with the head move and the audit entry.
+    The model's control row is locked and its lease and stop flag checked in it (a stop that lands
+    now waits for this commit, or wins before it), then its deployment row."""
+    from lifelong_cli.errors import PreconditionError
+    from lifelong_cli.store import control, deployment, versions
 
-    with audited(ctx, "train", args={"strategy": strategy, "parent": head}) as (t, entry):
-        state = control.get(t)
+    ctx, model, head = run.ctx, run.model, run.head
+    with audited(ctx, "train", args={"strategy": run.strategy, "parent": head}) as (t, entry):
+        run.lease, state = control.heartbeat(t, model, run.lease, ttl=run.ttl, now=ctx.now())
         if state.stopped:
-            raise _halted(state)
-        if control.get(t).lease_token != lease.token:
-            raise PreconditionError("training lease lost before the version was written; no version written",
-                                    hint="`llctl status` shows who trains now")
-        dep = deployment.get(t, lock=True)
+            raise _halted(state, model)
+        dep = deployment.get(t, model, lock=True)
         if dep["training_head"] != head:
-            raise PreconditionError(f"the training head moved from v{head} to v{dep['training_head']} during training "
-                                    "(a rollback?); no version written", hint="run `llctl train` again")
-        version = (t.scalar("SELECT max(id) FROM model_versions") or 0) + 1
-        t.execute("INSERT INTO model_versions (id, model, parent_id, created_at, created_by, strategy, seq_from, seq_to, "
-                  "watermark, rows_trained, config_hash, lineage, metrics, artifacts) VALUES (:id, :model, :parent, :at, "
-                  ":by, :strategy, :sf, :st, :wm, :rows, :ch, :lineage, :metrics, :artifacts)",
-                  {"id": version, "model": ctx.config.settings.model.name, "parent": head, "at": ctx.now(),
-                   "by": ctx.actor, "strategy": strategy, "sf": seq_from, "st": seq_to, "wm": watermark, "rows": rows,
-                   "ch": lineage["config_hash"], "lineage": lineage, "metrics": _finite(metrics), "artifacts": artifacts})
-        deployment.compare_and_set(t, expected_generation=dep["generation"], actor=ctx.actor, now=ctx.now(),
+            raise PreconditionError(f"model '{model}': the training head moved from v{head} to v{dep['training_head']} "
+                                    "during training (a rollback?); no version written", hint="run `llctl train` again")
+        version = versions.add(t, model, parent_id=head, created_at=ctx.now(), created_by=ctx.actor,
+                               strategy=run.strategy, seq_from=seq_from, seq_to=seq_to, watermark=watermark,
+                               rows_trained=rows, config_hash=lineage["config_hash"], lineage=lineage,
+                               metrics=_finite(metrics), artifacts=artifacts)
+        deployment.compare_and_set(t, model, expected_generation=dep["generation"], actor=ctx.actor, now=ctx.now(),
                                    training_head=version)
         entry.detail = {"version": version, "rows": rows, "seq_from": seq_from, "seq_to": seq_to}
     return version
@@ -287,65 +418,6 @@ def _finite(d: dict[str, Any]) -> dict[str, Any]:
     import math
 
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
-
-
-def _fallback(rows, schema, pre, lookup_key: str | None) -> dict[str, Any]:
-    """Majority class (or median) over the training lineage, and the same per value of a lookup key."""
-    import numpy as np
-    import pyarrow.compute as pc
-
-    out: dict[str, Any] = {"task": pre.task}
-    if pre.task == "classification":
-        counts = pc.value_counts(rows[schema.label]).to_pylist()
-        out["majority"] = max(counts, key=lambda c: c["counts"])["values"] if counts else (pre.classes[0] if pre.classes else None)
-        out["classes"] = pre.classes
-    else:
-        vals = rows[schema.label].to_numpy(zero_copy_only=False)
-        out["median"] = float(np.nanmedian(vals)) if len(vals) else 0.0
-    if lookup_key and lookup_key in rows.column_names:
-        table: dict[str, Any] = {}
-        grouped = rows.group_by(lookup_key)
-        if pre.task == "classification":
-            agg = rows.select([lookup_key, schema.label]).to_pylist()
-            tally: dict[str, dict[str, int]] = {}
-            for r in agg:
-                k = "" if r[lookup_key] is None else str(r[lookup_key])
-                tally.setdefault(k, {}).setdefault(r[schema.label], 0)
-                tally[k][r[schema.label]] += 1
-            table = {k: max(v, key=v.get) for k, v in tally.items()}
-        else:
-            agg = grouped.aggregate([(schema.label, "approximate_median")]).to_pylist()
-            table = {str(r[lookup_key]): r[f"{schema.label}_approximate_median"] for r in agg}
-        out["lookup"] = {"key": lookup_key, "table": table}
-    return out
-
-
-def _torch_bytes(obj: Any) -> bytes:
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
-def _torch_load(data: bytes) -> Any:
-    import torch
-
-    return torch.load(io.BytesIO(data), weights_only=True)  # never unpickle arbitrary objects
-
-
-def pq_bytes(table) -> bytes:
-    import pyarrow.parquet as pq
-
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    return buf.getvalue()
-
-
-def pq_read(data: bytes):
-    import pyarrow.parquet as pq
-
-    return pq.read_table(io.BytesIO(data))
 
 
 def _config_hash(settings) -> str:

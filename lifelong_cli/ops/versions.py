@@ -1,4 +1,4 @@
-"""versions: list model versions, or show one with its lineage, metrics and artifacts."""
+"""versions: list the model's versions, or show one with its lineage, metrics and artifacts."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class VersionsResult(Result):
+    model: str
     versions: list[dict[str, Any]]
     stable: int | None
     canary: int | None
@@ -21,6 +22,7 @@ class VersionsResult(Result):
 
 @dataclass(frozen=True)
 class VersionResult(Result):
+    model: str
     version: dict[str, Any]
     validation: dict[str, Any] | None
     roles: list[str]
@@ -32,29 +34,30 @@ def _roles(dep: dict[str, Any], v: int) -> list[str]:
 
 
 def versions(ctx: AppContext, *, limit: int = 50) -> VersionsResult:
+    """The model's versions, newest first, with their latest verdict and role."""
     from lifelong_cli.store import deployment
+    from lifelong_cli.store import versions as vs
 
+    model = ctx.model
     with ctx.store.tx(write=False) as t:
-        dep = deployment.get(t)
-        rows = t.rows("SELECT v.id, v.parent_id, v.created_at, v.created_by, v.strategy, v.seq_from, v.seq_to, "
-                      "v.watermark, v.rows_trained, v.metrics, "
-                      "(SELECT verdict FROM validations x WHERE x.version_id = v.id ORDER BY x.id DESC LIMIT 1) AS verdict "
-                      "FROM model_versions v ORDER BY v.id DESC LIMIT :n", {"n": limit},
-                      types={"created_at": "ts", "metrics": "json"})
+        dep = deployment.get(t, model)
+        rows = vs.newest(t, model, limit=limit)
     for r in rows:
         r["roles"] = _roles(dep, r["id"])
         m = r.pop("metrics") or {}
         r["holdout_accuracy"] = m.get("holdout_accuracy")
-    return VersionsResult(jsonable(rows), dep["stable_version"], dep["canary_version"], dep["training_head"])
+    return VersionsResult(model=model, versions=jsonable(rows), stable=dep["stable_version"],
+                          canary=dep["canary_version"], head=dep["training_head"])
 
 
 def version_show(ctx: AppContext, *, version: int) -> VersionResult:
+    """One version of the model, its latest validation and its roles."""
     from lifelong_cli.store import deployment
-    from lifelong_cli.versions import load_version
+    from lifelong_cli.store import versions as vs
 
-    v = load_version(ctx, version)
+    model = ctx.model
     with ctx.store.tx(write=False) as t:
-        dep = deployment.get(t)
-        val = t.row("SELECT verdict, gates, created_at, actor FROM validations WHERE version_id = :v ORDER BY id DESC LIMIT 1",
-                    {"v": version}, types={"gates": "json", "created_at": "ts"})
-    return VersionResult(jsonable(v), jsonable(val), _roles(dep, version))
+        v = vs.require(t, model, version)
+        dep = deployment.get(t, model)
+        val = vs.latest_validation(t, model, version)
+    return VersionResult(model=model, version=jsonable(v), validation=jsonable(val), roles=_roles(dep, version))

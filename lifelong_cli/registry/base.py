@@ -59,12 +59,14 @@ def verify(ref: ArtifactRef, data: bytes) -> bytes:
 
 
 def open_registry(ctx: Any) -> Registry:
+    """The registry of the model the command acts on (``ctx.model``): in MLflow, the registered
+    model of that name; locally, the model's content-addressed directory."""
     cfg = ctx.config
     kind = cfg.settings.registry.kind
     if kind == "mlflow":
         from lifelong_cli.registry.mlflow_registry import MlflowRegistry
 
-        return MlflowRegistry(cfg)
+        return MlflowRegistry(cfg, model=ctx.model, cache_root=ctx.registry_root)
     from lifelong_cli.registry.local import LocalRegistry
 
-    return LocalRegistry(Path(cfg.registry_root))
+    return LocalRegistry(Path(ctx.registry_root))

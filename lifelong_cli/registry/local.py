@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from lifelong_cli.errors import NotFoundError
-from lifelong_cli.ops.fsutil import atomic_write_bytes
+from lifelong_cli.fsutil import atomic_write_bytes
 from lifelong_cli.registry.base import ArtifactRef, sha256_bytes, verify
 
 

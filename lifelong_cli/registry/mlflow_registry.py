@@ -1,15 +1,17 @@
 """The MLflow registry (``registry.kind: mlflow``): artifacts, runs and registered model versions in
 an MLflow tracking store — a local ``sqlite:///`` file or a remote ``http(s)://`` tracking server.
 
-Layout, for the model named ``model.name`` in the experiment ``registry.experiment``:
+Layout, for the model the command acts on (``--model`` / ``model.name``) in the experiment
+``registry.experiment`` (models sharing a store share the experiment; each is its own registered model):
 
 - one MLflow run per ``llctl train``, started by the first ``put`` and ended by ``record_version``;
 - each artifact is the file ``llctl/<name>/<sha256>`` of that run; its ``ArtifactRef.uri`` is
   ``runs:/<run_id>/llctl/<name>/<sha256>`` (resolved through the tracking URI, so it survives a
   server moving its artifact store); the run also carries ``llctl/lineage.json`` and
   ``llctl/artifacts.json``, the params, the metrics and the scalar lineage as ``llctl.*`` tags;
-- llctl version N is registered model version M of ``model.name``, tagged ``llctl_version=N``, its
-  source the run's ``llctl`` artifact directory; ``record_version`` returns ``mlflow:<run_id>/<M>``;
+- llctl version N is registered model version M of the registered model named like the llctl model,
+  tagged ``llctl_version=N``, its source the run's ``llctl`` artifact directory; ``record_version``
+  returns ``mlflow:<run_id>/<M>``;
 - aliases (stable, canary, fallback) mirror the state store's pointers on those model versions.
 
 Every artifact is also kept in a content-addressed cache under ``registry.root`` (the local
@@ -43,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from lifelong_cli.errors import ConfigError, LlctlError, NotFoundError, PreconditionError, UnavailableError
-from lifelong_cli.ops.fsutil import atomic_write_bytes
+from lifelong_cli.fsutil import atomic_write_bytes
 from lifelong_cli.registry.base import ArtifactRef, sha256_bytes, verify
 from lifelong_cli.registry.local import LocalRegistry
 
@@ -122,12 +124,12 @@ def resolve_tracking_uri(cfg: LoadedConfig) -> str:
 class MlflowRegistry:
     kind = "mlflow"
 
-    def __init__(self, cfg: LoadedConfig) -> None:
+    def __init__(self, cfg: LoadedConfig, *, model: str, cache_root: Path | None = None) -> None:
         self.tracking_uri = resolve_tracking_uri(cfg)
         self.experiment = cfg.settings.registry.experiment
-        self.model_name = cfg.settings.model.name
+        self.model_name = model
         self._uri_source = cfg.sources.get("registry.tracking_uri") or (str(cfg.path) if cfg.path else "the defaults")
-        self._cache = LocalRegistry(cfg.registry_root)
+        self._cache = LocalRegistry(cache_root or cfg.registry_root)
         self._state_dir = cfg.state_dir
         self._client_obj: Any = None
         self._experiment_id: str | None = None

@@ -33,13 +33,15 @@ class Traffic:
     """``Traffic(url, rows, label=...)``; ``start()``, ``stop()``; results in ``tally``.
 
     ``rows`` are dicts of feature values (extra keys such as the label are not sent as features).
-    ``label_for`` may replace the true label given as feedback (e.g. to simulate a broken world)."""
+    ``label_for`` may replace the true label given as feedback (e.g. to simulate a broken world).
+    ``model``: send to /v1/models/{model}/… (a process serving several models) instead of /v1/…."""
 
     def __init__(self, url: str, rows: Sequence[dict[str, Any]], *, features: Sequence[str], label: str | None = None,
                  threads: int = 4, feedback_share: float = 1.0, rate_per_thread: float | None = None,
                  key: str | None = None, label_for: Callable[[dict[str, Any]], Any] | None = None,
-                 keep_timeline: bool = True) -> None:
+                 keep_timeline: bool = True, model: str | None = None) -> None:
         self.url = url.rstrip("/")
+        self.base = f"{self.url}/v1/models/{model}" if model else f"{self.url}/v1"
         self.rows = rows
         self.features = list(features)
         self.label = label
@@ -89,7 +91,7 @@ class Traffic:
                     row[self.key] = body["key"] = str(src.get(self.key, rid))  # logged: feedback joins on it
                 t0 = time.perf_counter()
                 try:
-                    r = client.post(f"{self.url}/v1/predict", json=body, headers={"x-request-id": rid})
+                    r = client.post(f"{self.base}/predict", json=body, headers={"x-request-id": rid})
                     status = r.status_code
                     doc = r.json() if status == 200 else None
                 except (httpx.HTTPError, ValueError) as exc:
@@ -119,7 +121,7 @@ class Traffic:
                 send_feedback = doc is not None and truth is not None and (i * 0.6180339887) % 1.0 < self.feedback_share
                 if send_feedback:
                     try:
-                        client.post(f"{self.url}/v1/feedback", json={"request_id": rid, "label": truth})
+                        client.post(f"{self.base}/feedback", json={"request_id": rid, "label": truth})
                         with self._lock:
                             self.tally.feedback_sent += 1
                     except httpx.HTTPError as exc:

@@ -1,5 +1,5 @@
-"""A replica's moving parts: the routing table it answers from, the thread that follows the
-deployment row, and the prediction log.
+"""A replica's moving parts, per model it serves: the routing table it answers from, the thread that
+follows the model's deployment row, and the prediction log.
 
 The follower reads the deployment row every ``serving.poll_ms`` (≤ 250 ms). When the generation
 changes it loads what the new row names (fetching each artifact through the registry, which
@@ -59,10 +59,12 @@ def bucket(key: str) -> float:
 
 
 class ModelPool:
-    """Loaded versions, fetched through the registry (which verifies every artifact's sha256)."""
+    """Loaded versions of one model (``ctx.model``), fetched through the registry (which verifies every
+    artifact's sha256)."""
 
     def __init__(self, ctx: Any, keep: int = 6) -> None:
         self.ctx = ctx
+        self.model_name = ctx.model
         self.keep = keep
         self._models: dict[int, ServedModel] = {}
         self._fallbacks: dict[tuple[int, str], FallbackModel] = {}
@@ -78,9 +80,10 @@ class ModelPool:
         return self._registry
 
     def _version_row(self, version: int) -> dict[str, Any]:
-        from lifelong_cli.versions import load_version
+        from lifelong_cli.store import versions
 
-        return load_version(self.ctx, version)
+        with self.ctx.store.tx(write=False) as t:
+            return versions.require(t, self.model_name, version)
 
     def _fetch(self, row: dict[str, Any], name: str) -> bytes:
         from lifelong_cli.errors import NotFoundError
@@ -127,10 +130,12 @@ FEEDBACK_COLS = ("ts", "request_id", "row_index", "label")
 
 
 class PredictionLog:
-    """Bounded queue of prediction (and feedback) records, written to the store in batches by a thread."""
+    """Bounded queue of one model's prediction (and feedback) records, written to the store in batches
+    by a thread."""
 
-    def __init__(self, store: Any, max_rows: int, flush_ms: int, replica_id: str = "") -> None:
+    def __init__(self, store: Any, model: str, max_rows: int, flush_ms: int, replica_id: str = "") -> None:
         self.store = store
+        self.model = model
         self.replica_id = replica_id
         self.max_rows = max_rows
         self.flush_s = flush_ms / 1000
@@ -168,12 +173,14 @@ class PredictionLog:
         return out
 
     def flush(self) -> int:
+        from lifelong_cli.store import predictions
+
         written = 0
         while batch := self._take():
             try:
                 with self.store.tx() as t:
-                    for table in ("predictions", "feedback"):
-                        t.insert_many(table, self._rows(batch, table))
+                    predictions.add(t, self.model, predictions=self._rows(batch, "predictions"),
+                                    feedback=self._rows(batch, "feedback"))
             except Exception as exc:  # the store is down or busy: keep the rows for the next try
                 self.counters.flush_errors += 1
                 log.warning("prediction log: cannot write %d rows to the store (%s); will retry", len(batch), exc)
@@ -199,7 +206,8 @@ class PredictionLog:
 
 @dataclass
 class Replica:
-    """One serving process: follows the deployment row and reports itself in the ``replicas`` table."""
+    """One serving process's view of one model (``ctx.model``): follows that model's deployment row and
+    reports itself in the ``replicas`` table (one row per process and model, under the same id)."""
 
     ctx: Any
     url: str | None
@@ -212,7 +220,8 @@ class Replica:
         self.id = f"{socket.gethostname()}:{os.getpid()}" + (f"@{self.url}" if self.url else "")
         self.pool = ModelPool(self.ctx)
         self.poll_s = s.poll_ms / 1000
-        self.log = PredictionLog(self.ctx.store, s.log_queue_rows, s.log_flush_ms, self.id)
+        self.model = self.ctx.model
+        self.log = PredictionLog(self.ctx.store, self.model, s.log_queue_rows, s.log_flush_ms, self.id)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="llctl-follow", daemon=True)
         self._failed: tuple[int, float] | None = None
@@ -231,7 +240,7 @@ class Replica:
         from lifelong_cli.store import deployment
 
         with self.ctx.store.tx(write=False) as t:
-            dep = deployment.get(t)
+            dep = deployment.get(t, self.model)
         if dep["generation"] == self.routing.generation:
             return False
         if self._failed and self._failed[0] == dep["generation"] and time.monotonic() - self._failed[1] < 3.0:
@@ -241,13 +250,14 @@ class Replica:
         except Exception as exc:  # a bad artifact or an unreachable registry: keep serving what we have
             self.problem = f"cannot load generation {dep['generation']}: {exc}".splitlines()[0]
             self._failed = (dep["generation"], time.monotonic())
-            log.error("%s; still serving generation %s", self.problem, self.routing.generation)
+            log.error("model %s: %s; still serving generation %s", self.model, self.problem, self.routing.generation)
             self._beat(force=True)
             return False
         self.routing = new
         self.problem, self._failed = None, None
         self.swaps += 1
-        log.info("now serving generation %s: stable v%s, canary %s, fallback %s", new.generation, dep["stable_version"],
+        log.info("model %s now serving generation %s: stable v%s, canary %s, fallback %s", self.model, new.generation,
+                 dep["stable_version"],
                  f"v{dep['canary_version']} at {dep['canary_share']:.0%}" if dep["canary_version"] else "none",
                  dep["fallback_strategy"] if dep["fallback_mode"] else "off")
         self._beat(force=True)
@@ -270,25 +280,24 @@ class Replica:
                 self._beat()
             except Exception as exc:  # the store is unreachable: keep serving the last known table
                 self.problem = f"cannot read the deployment row: {exc}".splitlines()[0]
-                log.error("%s", self.problem)
+                log.error("model %s: %s", self.model, self.problem)
 
     def _beat(self, force: bool = False, status: str = "serving") -> None:
+        from lifelong_cli.store import replicas
+
         if not force and time.monotonic() - self._last_beat < 1.0:
             return
         r = self.routing
-        row = {"id": self.id, "url": self.url, "host": socket.gethostname(), "pid": os.getpid(),
-               "started_at": self.started_at, "heartbeat_at": now(), "status": "degraded" if self.problem and status == "serving" else status,
-               "generation": r.generation if r.generation >= 0 else None,
-               "stable_version": r.stable.version if r.stable else None,
-               "canary_version": r.canary.version if r.canary else None,
-               "fallback_mode": r.fallback is not None,
-               "detail": {"problem": self.problem, "logged": self.log.counters.logged,
-                          "dropped": self.log.counters.dropped, "queue": len(self.log.queue)}}
-        cols = list(row)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in ("id", "started_at"))
         with self.ctx.store.tx() as t:
-            t.execute(f"INSERT INTO replicas ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)}) "
-                      f"ON CONFLICT (id) DO UPDATE SET {updates}", row)
+            replicas.report(
+                t, self.model, id=self.id, url=self.url, host=socket.gethostname(), pid=os.getpid(),
+                started_at=self.started_at, heartbeat_at=now(),
+                status="degraded" if self.problem and status == "serving" else status,
+                generation=r.generation if r.generation >= 0 else None,
+                stable_version=r.stable.version if r.stable else None,
+                canary_version=r.canary.version if r.canary else None, fallback_mode=r.fallback is not None,
+                detail={"problem": self.problem, "logged": self.log.counters.logged,
+                        "dropped": self.log.counters.dropped, "queue": len(self.log.queue)})
         self._last_beat = time.monotonic()
 
     def stop(self) -> None:
@@ -299,3 +308,19 @@ class Replica:
             self._beat(force=True, status="stopped")
         except Exception as exc:  # shutting down with the store gone: nothing left to tell it
             log.warning("could not mark the replica stopped: %s", exc)
+
+
+def model_contexts(spec: dict[str, Any]) -> list[Any]:
+    """One context per model a serving process serves, from its spec: ``config_file``, ``overrides``,
+    ``actor``, ``cwd`` and ``models`` (the names; each gets ``model.name`` set, so it reads that
+    model's rows and data directory)."""
+    from pathlib import Path
+
+    from lifelong_cli.context import AppContext
+
+    out = []
+    for name in spec.get("models") or [None]:
+        overrides = {**spec.get("overrides", {}), **({"model.name": name} if name else {})}
+        out.append(AppContext(config_file=spec.get("config_file"), overrides=overrides, actor=spec.get("actor"),
+                              cwd=Path(spec["cwd"]) if spec.get("cwd") else Path.cwd()))
+    return out

@@ -17,28 +17,35 @@ def scrub(args: Mapping[str, Any]) -> dict[str, Any]:
     return {k: ("***" if any(s in k.lower() for s in SECRET_KEYS) and v else v) for k, v in args.items()}
 
 
-def open_incident_id(t: Tx) -> int | None:
-    return t.scalar("SELECT id FROM incidents WHERE status = 'open' ORDER BY id DESC LIMIT 1")
+def open_incident_id(t: Tx, model: str | None) -> int | None:
+    """The newest open incident of this model, or else of the whole store (an incident of no model)."""
+    return t.scalar("SELECT id FROM incidents WHERE status = 'open' AND (model = :m OR model IS NULL) "
+                    "ORDER BY (CASE WHEN model IS NULL THEN 1 ELSE 0 END), id DESC LIMIT 1", {"m": model})
 
 
-def append(t: Tx, *, ts: datetime, actor: str, verb: str, args: Mapping[str, Any], reason: str | None,
-           outcome: str, detail: Mapping[str, Any] | None = None) -> int:
-    """Append one entry, linked to the newest open incident if there is one."""
+def append(t: Tx, *, model: str | None, ts: datetime, actor: str, verb: str, args: Mapping[str, Any],
+           reason: str | None, outcome: str, detail: Mapping[str, Any] | None = None) -> int:
+    """Append one entry for ``model`` (None: store-wide), linked to its newest open incident if any."""
     return t.insert("audit_log", {"ts": ts, "actor": actor, "verb": verb, "args": scrub(args), "reason": reason,
-                                  "outcome": outcome, "detail": dict(detail or {}),
-                                  "incident_id": open_incident_id(t)})
+                                  "outcome": outcome, "detail": dict(detail or {}), "model": model,
+                                  "incident_id": open_incident_id(t, model)})
 
 
-def query(t: Tx, *, verb: str | None = None, actor: str | None = None, since: datetime | None = None,
-          incident_id: int | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-    """Entries oldest first (the newest ``limit`` of them when a limit is given)."""
+def query(t: Tx, *, model: str | None = None, verb: str | None = None, actor: str | None = None,
+          since: datetime | None = None, incident_id: int | None = None, limit: int | None = None
+          ) -> list[dict[str, Any]]:
+    """Entries oldest first (the newest ``limit`` of them when a limit is given); with ``model``, that
+    model's entries and the store-wide ones."""
     where, params = [], {}
+    if model is not None:
+        where.append("(model = :model OR model IS NULL)")
+        params["model"] = model
     for col, val, op in (("verb", verb, "="), ("actor", actor, "="), ("ts", since, ">="),
                          ("incident_id", incident_id, "=")):
         if val is not None:
             where.append(f"{col} {op} :{col}")
             params[col] = val
-    sql = ("SELECT id, ts, actor, verb, args, reason, outcome, detail, incident_id FROM audit_log"
+    sql = ("SELECT id, ts, actor, verb, args, reason, outcome, detail, incident_id, model FROM audit_log"
            + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC")
     if limit:
         sql += f" LIMIT {int(limit)}"

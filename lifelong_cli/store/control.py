@@ -1,4 +1,4 @@
-"""Training control: the stop flag and the training lease (one row, id=1).
+"""Training control: the stop flag and the training lease (one row per model).
 
 Every function takes an open write transaction (``Store.tx()``); the row is locked first so that
 concurrent engineers and trainers are serialised (FOR UPDATE on PostgreSQL; BEGIN IMMEDIATE on
@@ -39,35 +39,41 @@ class ControlState:
 _COLS = ", ".join(f.name for f in fields(ControlState))
 
 
-def _read(t: Tx, *, lock: bool) -> ControlState:
-    sql = f"SELECT {_COLS} FROM training_control WHERE id = 1" + (" FOR UPDATE" if lock and t.postgres else "")
-    return ControlState(**t.row(sql, types=TYPES))
+def _read(t: Tx, model: str, *, lock: bool) -> ControlState:
+    sql = f"SELECT {_COLS} FROM training_control WHERE model = :m" + (" FOR UPDATE" if lock and t.postgres else "")
+    row = t.row(sql, {"m": model}, types=TYPES)
+    if row is None:
+        from lifelong_cli.errors import ModelNotFoundError
+
+        raise ModelNotFoundError(f"model '{model}' is not in this state store", hint="`llctl models` lists them")
+    return ControlState(**row)
 
 
-def get(t: Tx) -> ControlState:
-    return _read(t, lock=False)
+def get(t: Tx, model: str) -> ControlState:
+    return _read(t, model, lock=False)
 
 
-def _set(t: Tx, **values) -> None:
-    t.execute(f"UPDATE training_control SET {', '.join(f'{k} = :{k}' for k in values)} WHERE id = 1", values)
+def _set(t: Tx, model: str, **values) -> None:
+    t.execute(f"UPDATE training_control SET {', '.join(f'{k} = :{k}' for k in values)} WHERE model = :model",
+              {**values, "model": model})
 
 
-def stop(t: Tx, *, actor: str, reason: str, now: datetime) -> tuple[ControlState, bool]:
+def stop(t: Tx, model: str, *, actor: str, reason: str, now: datetime) -> tuple[ControlState, bool]:
     """Set the stop flag. Returns (state, changed); a second stop changes nothing."""
-    before = _read(t, lock=True)
+    before = _read(t, model, lock=True)
     if before.stopped:
         return before, False
-    _set(t, stopped=True, stopped_by=actor, stopped_at=now, stop_reason=reason)
-    return get(t), True
+    _set(t, model, stopped=True, stopped_by=actor, stopped_at=now, stop_reason=reason)
+    return get(t, model), True
 
 
-def resume(t: Tx, *, actor: str, reason: str | None, now: datetime) -> tuple[ControlState, bool]:
+def resume(t: Tx, model: str, *, actor: str, reason: str | None, now: datetime) -> tuple[ControlState, bool]:
     """Lift the stop flag. Returns (state, changed); resuming a running system changes nothing."""
-    before = _read(t, lock=True)
+    before = _read(t, model, lock=True)
     if not before.stopped:
         return before, False
-    _set(t, stopped=False, resumed_by=actor, resumed_at=now, resume_reason=reason)
-    return get(t), True
+    _set(t, model, stopped=False, resumed_by=actor, resumed_at=now, resume_reason=reason)
+    return get(t, model), True
 
 
 @dataclass(frozen=True)
@@ -77,11 +83,11 @@ class Lease:
     expires_at: datetime
 
 
-def acquire_lease(t: Tx, *, holder: str, ttl: timedelta, now: datetime) -> Lease:
+def acquire_lease(t: Tx, model: str, *, holder: str, ttl: timedelta, now: datetime) -> Lease:
     """Take the training lease, or raise LeaseHeldError naming the live holder.
 
     An expired lease (its holder died without releasing) is taken over."""
-    cur = _read(t, lock=True)
+    cur = _read(t, model, lock=True)
     if cur.lease_active(now):
         raise LeaseHeldError(
             f"training lease held by {cur.lease_holder} since {cur.lease_acquired_at:%Y-%m-%d %H:%M:%S}Z "
@@ -90,30 +96,30 @@ def acquire_lease(t: Tx, *, holder: str, ttl: timedelta, now: datetime) -> Lease
             holder=cur.lease_holder,
         )
     lease = Lease(holder=holder, token=secrets.token_hex(16), expires_at=now + ttl)
-    _set(t, lease_holder=holder, lease_token=lease.token, lease_acquired_at=now, lease_heartbeat_at=now,
+    _set(t, model, lease_holder=holder, lease_token=lease.token, lease_acquired_at=now, lease_heartbeat_at=now,
          lease_expires_at=lease.expires_at)
     return lease
 
 
-def heartbeat(t: Tx, lease: Lease, *, ttl: timedelta, now: datetime) -> tuple[Lease, ControlState]:
+def heartbeat(t: Tx, model: str, lease: Lease, *, ttl: timedelta, now: datetime) -> tuple[Lease, ControlState]:
     """Extend the lease and return the control state (the trainer checks the stop flag here).
 
     Raises PreconditionError if the lease was lost (expired and taken by someone else)."""
-    cur = _read(t, lock=True)
+    cur = _read(t, model, lock=True)
     if cur.lease_token != lease.token:
         raise PreconditionError(
             f"training lease lost: now held by {cur.lease_holder or 'nobody'}",
             hint="this run stops without writing a version; run `llctl status` to see who trains",
         )
     expires = now + ttl
-    _set(t, lease_heartbeat_at=now, lease_expires_at=expires)
-    return Lease(lease.holder, lease.token, expires), get(t)
+    _set(t, model, lease_heartbeat_at=now, lease_expires_at=expires)
+    return Lease(lease.holder, lease.token, expires), get(t, model)
 
 
-def release_lease(t: Tx, lease: Lease) -> bool:
+def release_lease(t: Tx, model: str, lease: Lease) -> bool:
     """Give the lease back; returns False if it was no longer ours."""
-    if _read(t, lock=True).lease_token != lease.token:
+    if _read(t, model, lock=True).lease_token != lease.token:
         return False
-    _set(t, lease_holder=None, lease_token=None, lease_acquired_at=None, lease_heartbeat_at=None,
+    _set(t, model, lease_holder=None, lease_token=None, lease_acquired_at=None, lease_heartbeat_at=None,
          lease_expires_at=None)
     return True

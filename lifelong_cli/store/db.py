@@ -22,7 +22,7 @@ from lifelong_cli.store.sql import Tx
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
-HEAD_REVISION = "0002"  # the newest migration; a test keeps it equal to Alembic's head
+HEAD_REVISION = "0003"  # the newest migration; a test keeps it equal to Alembic's head
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
                    "PRAGMA foreign_keys=ON", "PRAGMA synchronous=NORMAL")
@@ -175,8 +175,9 @@ class Store:
         finally:
             conn.close()
 
-    def upgrade(self) -> tuple[str | None, str]:
-        """Apply pending migrations; returns (revision before, revision after)."""
+    def upgrade(self, model_name: str | None = None) -> tuple[str | None, str]:
+        """Apply pending migrations; returns (revision before, revision after). ``model_name`` names
+        the model that a single-model store's rows belong to, when they do not say (migration 0003)."""
         from alembic import command
         from alembic.config import Config
 
@@ -185,6 +186,7 @@ class Store:
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
+            cfg.attributes["llctl_model"] = model_name
             command.upgrade(cfg, "head")
         return before, self.revision() or ""
 

@@ -11,17 +11,37 @@ from typing import Any
 from lifelong_cli.store.sql import Tx
 
 TYPES = {"started_at": "ts", "heartbeat_at": "ts", "fallback_mode": "bool", "detail": "json"}
+_COLS = ("id", "model", "url", "host", "pid", "started_at", "heartbeat_at", "status", "generation", "stable_version",
+         "canary_version", "fallback_mode", "detail")
 
 
-def live(t: Tx, *, now: datetime, ttl_seconds: float) -> list[dict[str, Any]]:
-    """Replicas that reported within ``ttl_seconds`` and have not shut down."""
-    return t.rows("SELECT id, url, host, pid, started_at, heartbeat_at, status, generation, stable_version, "
-                  "canary_version, fallback_mode, detail FROM replicas WHERE heartbeat_at >= :since "
-                  "AND status <> 'stopped' ORDER BY id", {"since": now - timedelta(seconds=ttl_seconds)}, types=TYPES)
+def live(t: Tx, model: str, *, now: datetime, ttl_seconds: float) -> list[dict[str, Any]]:
+    """Replicas serving ``model`` that reported within ``ttl_seconds`` and have not shut down."""
+    return t.rows(f"SELECT {', '.join(_COLS)} FROM replicas WHERE model = :m AND heartbeat_at >= :since "
+                  "AND status <> 'stopped' ORDER BY id", {"m": model, "since": now - timedelta(seconds=ttl_seconds)},
+                  types=TYPES)
+
+
+def report(t: Tx, model: str, *, id: str, url: str | None, host: str, pid: int, started_at: datetime,
+           heartbeat_at: datetime, status: str, generation: int | None, stable_version: int | None,
+           canary_version: int | None, fallback_mode: bool, detail: dict[str, Any]) -> None:
+    """A replica's heartbeat for ``model``: what it serves now (one row per replica and model)."""
+    row = {"id": id, "model": model, "url": url, "host": host, "pid": pid, "started_at": started_at,
+           "heartbeat_at": heartbeat_at, "status": status, "generation": generation, "stable_version": stable_version,
+           "canary_version": canary_version, "fallback_mode": fallback_mode, "detail": detail}
+    updates = ", ".join(f"{c} = excluded.{c}" for c in _COLS if c not in ("id", "model", "started_at"))
+    t.execute(f"INSERT INTO replicas ({', '.join(_COLS)}) VALUES ({', '.join(':' + c for c in _COLS)}) "
+              f"ON CONFLICT (id, model) DO UPDATE SET {updates}", row)
+
+
+def get(t: Tx, model: str, replica_id: str) -> dict[str, Any] | None:
+    """One replica's row for ``model``, live or not."""
+    return t.row(f"SELECT {', '.join(_COLS)} FROM replicas WHERE model = :m AND id = :id",
+                 {"m": model, "id": replica_id}, types=TYPES)
 
 
 def wait_for(ctx: Any, generation: int) -> dict[str, Any]:
-    """Poll until every live replica has applied ``generation`` (or the timeout passes).
+    """Poll until every live replica of ``ctx.model`` has applied ``generation`` (or the timeout passes).
 
     Returns {"replicas": n, "confirmed": [ids], "unconfirmed": [ids], "seconds": s} — seconds from
     the call until the last confirmation (or the timeout)."""
@@ -29,7 +49,7 @@ def wait_for(ctx: Any, generation: int) -> dict[str, Any]:
     t0 = time.monotonic()
     while True:
         with ctx.store.tx(write=False) as t:
-            rows = live(t, now=ctx.now(), ttl_seconds=s.replica_ttl_seconds)
+            rows = live(t, ctx.model, now=ctx.now(), ttl_seconds=s.replica_ttl_seconds)
         done = [r["id"] for r in rows if (r["generation"] or -1) >= generation]
         waiting = [r["id"] for r in rows if (r["generation"] or -1) < generation]
         elapsed = time.monotonic() - t0

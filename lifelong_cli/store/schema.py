@@ -14,9 +14,11 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -49,12 +51,24 @@ class UTCDateTime(TypeDecorator):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
+models = Table(
+    "models",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    # Where its segments go, below data.root; NULL for the model of a store from before models
+    # were scoped (its segments are at the root, and their paths are stored in full anyway).
+    Column("data_prefix", Text, nullable=True),
+    Column("detail", JSON, nullable=False, default=dict),
+)
+
 model_versions = Table(
     "model_versions",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("model", String(200), nullable=False),
-    Column("parent_id", Integer, ForeignKey("model_versions.id"), nullable=True),
+    Column("model", String(200), ForeignKey("models.name", name="fk_model_versions_model"), nullable=False),
+    Column("id", Integer, nullable=False, autoincrement=False),
+    Column("parent_id", Integer, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("created_by", String(200), nullable=False),
     Column("strategy", String(40), nullable=True),
@@ -73,25 +87,39 @@ model_versions = Table(
     Column("promoted_at", UTCDateTime, nullable=True),
     Column("demoted_at", UTCDateTime, nullable=True),
     Column("demoted_reason", Text, nullable=True),
+    # Version numbers count per model: v1 of one model and v1 of another are different rows.
+    PrimaryKeyConstraint("model", "id", name="pk_model_versions"),
+    ForeignKeyConstraint(["model", "parent_id"], ["model_versions.model", "model_versions.id"],
+                         name="fk_model_versions_parent"),
 )
 
 validations = Table(
     "validations",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("version_id", Integer, ForeignKey("model_versions.id"), nullable=False, index=True),
+    Column("model", String(200), nullable=False),
+    Column("version_id", Integer, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("actor", String(200), nullable=False),
     Column("verdict", String(20), nullable=False),
     Column("gates", JSON, nullable=False, default=list),
+    ForeignKeyConstraint(["model", "version_id"], ["model_versions.model", "model_versions.id"],
+                         name="fk_validations_version"),
+    Index("ix_validations_model_version", "model", "version_id"),
 )
+
+
+def _version_fk(col: str) -> ForeignKeyConstraint:
+    return ForeignKeyConstraint(["model", col], ["model_versions.model", "model_versions.id"],
+                                name=f"fk_deployment_{col}")
+
 
 deployment = Table(
     "deployment",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("stable_version", Integer, ForeignKey("model_versions.id"), nullable=True),
-    Column("canary_version", Integer, ForeignKey("model_versions.id"), nullable=True),
+    Column("model", String(200), ForeignKey("models.name", name="fk_deployment_model"), nullable=False),
+    Column("stable_version", Integer, nullable=True),
+    Column("canary_version", Integer, nullable=True),
     Column("canary_share", Float, nullable=False, default=0.0),
     Column("canary_step", Integer, nullable=True),
     Column("canary_state", String(20), nullable=True),
@@ -99,18 +127,22 @@ deployment = Table(
     Column("fallback_mode", Boolean, nullable=False, default=False),
     Column("fallback_strategy", String(60), nullable=True),
     Column("fallback_since", UTCDateTime, nullable=True),
-    Column("training_head", Integer, ForeignKey("model_versions.id"), nullable=True),
+    Column("training_head", Integer, nullable=True),
     Column("generation", Integer, nullable=False, default=0),
     Column("updated_at", UTCDateTime, nullable=True),
     Column("updated_by", String(200), nullable=True),
     Column("canary_step_started_at", UTCDateTime, nullable=True),
     Column("canary_analysis", JSON, nullable=True),
+    _version_fk("stable_version"),
+    _version_fk("canary_version"),
+    _version_fk("training_head"),
+    PrimaryKeyConstraint("model", name="pk_deployment"),
 )
 
 training_control = Table(
     "training_control",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("model", String(200), ForeignKey("models.name", name="fk_training_control_model"), nullable=False),
     Column("stopped", Boolean, nullable=False, default=False),
     Column("stopped_by", String(200), nullable=True),
     Column("stopped_at", UTCDateTime, nullable=True),
@@ -123,12 +155,14 @@ training_control = Table(
     Column("lease_acquired_at", UTCDateTime, nullable=True),
     Column("lease_heartbeat_at", UTCDateTime, nullable=True),
     Column("lease_expires_at", UTCDateTime, nullable=True),
+    PrimaryKeyConstraint("model", name="pk_training_control"),
 )
 
 batches = Table(
     "batches",
     metadata,
     Column("id", Integer, primary_key=True),
+    Column("model", String(200), nullable=False, index=True),
     Column("kind", String(20), nullable=False),
     Column("source", String(200), nullable=False),
     Column("content_hash", String(64), nullable=False, index=True),
@@ -148,8 +182,8 @@ batches = Table(
     Column("drifted", Boolean, nullable=True),
     Column("drift", JSON, nullable=True),
     Column("detail", JSON, nullable=False, default=dict),
-    # one accepted batch per content: concurrent ingests of the same file cannot both be accepted
-    Index("uq_batches_accepted_content", "kind", "content_hash", unique=True,
+    # one accepted batch per model and content: concurrent ingests of the same file cannot both be accepted
+    Index("uq_batches_model_accepted_content", "model", "kind", "content_hash", unique=True,
           sqlite_where=text("status = 'accepted'"), postgresql_where=text("status = 'accepted'")),
 )
 
@@ -157,6 +191,7 @@ purge_rules = Table(
     "purge_rules",
     metadata,
     Column("id", Integer, primary_key=True),
+    Column("model", String(200), nullable=False, index=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("created_by", String(200), nullable=False),
     Column("reason", Text, nullable=False),
@@ -174,6 +209,8 @@ incidents = Table(
     "incidents",
     metadata,
     Column("id", Integer, primary_key=True),
+    # the model it was opened for; NULL for an incident about the whole store (a shared upstream)
+    Column("model", String(200), nullable=True, index=True),
     Column("title", Text, nullable=False),
     Column("severity", String(10), nullable=False),
     Column("status", String(20), nullable=False),
@@ -206,13 +243,17 @@ audit_log = Table(
     Column("outcome", String(20), nullable=False),
     Column("detail", JSON, nullable=False, default=dict),
     Column("incident_id", Integer, ForeignKey("incidents.id"), nullable=True, index=True),
+    # the model the entry acted on; NULL for store-wide acts (db upgrade, an incident of no model)
+    Column("model", String(200), nullable=True, index=True),
 )
 
 
 replicas = Table(
     "replicas",
     metadata,
-    Column("id", String(200), primary_key=True),
+    # one row per serving process and model it serves
+    Column("id", String(200), nullable=False),
+    Column("model", String(200), nullable=False),
     Column("url", Text, nullable=True),
     Column("host", String(200), nullable=False),
     Column("pid", Integer, nullable=False),
@@ -224,12 +265,14 @@ replicas = Table(
     Column("canary_version", Integer, nullable=True),
     Column("fallback_mode", Boolean, nullable=True),
     Column("detail", JSON, nullable=True),
+    PrimaryKeyConstraint("id", "model", name="pk_replicas"),
 )
 
 predictions = Table(
     "predictions",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("model", String(200), nullable=False, index=True),
     Column("ts", UTCDateTime, nullable=False, index=True),
     Column("request_id", String(80), nullable=False, index=True),
     Column("replica", String(200), nullable=False),
@@ -248,6 +291,7 @@ feedback = Table(
     "feedback",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("model", String(200), nullable=False, index=True),
     Column("ts", UTCDateTime, nullable=False),
     Column("request_id", String(80), nullable=False, index=True),
     Column("row_index", Integer, nullable=False),
@@ -259,6 +303,7 @@ slo_relaxations = Table(
     "slo_relaxations",
     metadata,
     Column("id", Integer, primary_key=True),
+    Column("model", String(200), nullable=False, index=True),
     Column("policy", String(60), nullable=False),
     Column("until", UTCDateTime, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),

@@ -17,7 +17,7 @@ def cli(workspace, cli_env):
 def test_stop_training_prints_what_changed_and_what_next(cli):
     r = cli("stop-training", "--reason", "bad upstream")
     assert r.code == 0
-    assert r.stdout.startswith("training stopped by tester at ")
+    assert r.stdout.startswith("model 'demo': training stopped by tester at ")
     assert "llctl resume" in r.stdout
 
 

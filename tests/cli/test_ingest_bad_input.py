@@ -55,14 +55,20 @@ class Store:
         return AppContext(cwd=self.workspace, env=self.env, actor="tester")
 
     def batches(self) -> list[dict]:
-        from sqlalchemy import select
-
-        from lifelong_cli.store.schema import batches
+        from lifelong_cli.store import batches
 
         ctx = self._ctx()
         try:
-            with ctx.store.read() as conn:
-                return [dict(r) for r in conn.execute(select(batches).order_by(batches.c.id)).mappings()]
+            with ctx.store.tx(write=False) as t:
+                return batches.every(t, ctx.model)
+        finally:
+            ctx.close()
+
+    def data_root(self) -> Path:
+        """The model's data directory (the workspace's data root, below it the model's prefix)."""
+        ctx = self._ctx()
+        try:
+            return Path(ctx.data_root)
         finally:
             ctx.close()
 
@@ -85,11 +91,14 @@ class Store:
         bs = self.batches()
         accepted_segments = {Path(b["segment_path"]).resolve() for b in bs if b["status"] == "accepted" and b["segment_path"]}
         quarantines = {Path(b["quarantine_path"]).resolve() for b in bs if b["quarantine_path"]}
-        for f in (llctl / "data" / "segments").rglob("*.parquet"):
+        for f in (llctl / "data").rglob("segments/**/*.parquet"):
             assert f.resolve() in accepted_segments, f"orphan segment {f} (batches: {bs})"
-        for f in (llctl / "data" / "quarantine").rglob("*.parquet"):
+        for f in (llctl / "data").rglob("quarantine/*.parquet"):
             assert f.resolve() in quarantines, f"orphan quarantine segment {f}"
+        data = self.data_root().resolve()
         for b in bs:
+            for p in (b["segment_path"], b["quarantine_path"]):
+                assert p is None or Path(p).resolve().is_relative_to(data), f"{p} is not under the model's {data}"
             if b["status"] == "accepted":
                 assert b["segment_path"] is None or Path(b["segment_path"]).is_file(), b
             else:

@@ -34,3 +34,29 @@ def test_python_dash_m_entry_point_works(tmp_path, cli_env):
     p = subprocess.run([sys.executable, "-m", "lifelong_cli", "--version"], capture_output=True, text=True,
                        env=cli_env, timeout=60)
     assert p.returncode == 0 and p.stdout.startswith("llctl ")
+
+
+def test_a_second_workspace_on_the_same_store_is_a_second_model_with_its_own_stop_flag(tmp_path, cli_env, store_url):
+    """The bug that started issue 10: a workspace for model 'other' on a team's store saw the first
+    model's state, and its stop-training stopped the first model's training too."""
+    url = store_url or f"sqlite:///{tmp_path}/shared.db"
+    env = {k: v for k, v in cli_env.items() if k != "LLCTL_STORE__URL"}
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert run_bin(["init", str(first), "--store-url", url], cwd=tmp_path, env=env).code == 0
+    r = run_bin(["--model", "other", "init", str(second), "--store-url", url, "--json"], cwd=tmp_path, env=env)
+    assert r.code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert (doc["model"], doc["model_added"], doc["other_models"]) == ("other", True, ["demo"])
+
+    r = run_bin(["stop-training", "--reason", "stopping model other only", "--json"], cwd=second, env=env)
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout)["model"] == "other"
+    status = {ws.name: json.loads(run_bin(["status", "--json"], cwd=ws, env=env).stdout) for ws in (first, second)}
+    assert status["second"]["training"]["stopped"] is True
+    assert status["first"]["training"]["stopped"] is False
+    for ws in (first, second):
+        r = run_bin(["versions", "--json"], cwd=ws, env=env)
+        assert r.code == 0 and json.loads(r.stdout)["versions"] == [], r.stderr
+    assert json.loads(run_bin(["versions", "--json"], cwd=second, env=env).stdout)["model"] == "other"
+    names = [m["name"] for m in json.loads(run_bin(["models", "--json"], cwd=first, env=env).stdout)["models"]]
+    assert names == ["demo", "other"]

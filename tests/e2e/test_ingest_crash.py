@@ -36,14 +36,21 @@ def _write_big_csv(path: Path, n: int):
 
 
 def _batches(workspace: Path, env: dict[str, str]) -> list[dict]:
-    from sqlalchemy import select
-
-    from lifelong_cli.store.schema import batches
+    from lifelong_cli.store import batches
 
     ctx = AppContext(cwd=workspace, env=env, actor="tester")
     try:
-        with ctx.store.read() as conn:
-            return [dict(r) for r in conn.execute(select(batches)).mappings()]
+        with ctx.store.tx(write=False) as t:
+            return batches.every(t, ctx.model)
+    finally:
+        ctx.close()
+
+
+def _segments_dir(workspace: Path, env: dict[str, str]) -> Path:
+    """Where the workspace model's segments go: its data directory (data root, then the model's prefix)."""
+    ctx = AppContext(cwd=workspace, env=env, actor="tester")
+    try:
+        return Path(ctx.data_root) / "segments"
     finally:
         ctx.close()
 
@@ -59,7 +66,8 @@ def test_kill_9_mid_ingest_leaves_no_batch_and_the_rerun_succeeds(tmp_path, work
     started = time.monotonic()
     path = tmp_path / "big.csv"
     expected = _write_big_csv(path, ROWS)
-    segments = workspace / ".llctl" / "data" / "segments"
+    segments = _segments_dir(workspace, cli_env)
+    assert segments.is_relative_to(workspace / ".llctl" / "data")
 
     p = subprocess.Popen([llctl_bin(), "ingest", str(path), "--json"], cwd=workspace, env=cli_env,
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

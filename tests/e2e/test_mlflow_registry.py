@@ -103,9 +103,9 @@ def _synthetic(tmp_path: Path, batches: int) -> Path:
     return out
 
 
-def _init(tmp_path: Path, env: dict[str, str]) -> Path:
+def _init(tmp_path: Path, env: dict[str, str], model: str | None = None) -> Path:
     ws = tmp_path / "ws"
-    _ok(run_bin(["init", str(ws)], cwd=tmp_path, env=env))
+    _ok(run_bin([*(["--model", model] if model else []), "init", str(ws)], cwd=tmp_path, env=env))
     return ws
 
 
@@ -159,7 +159,8 @@ def _mlflow_flow(ws: Path, env: dict[str, str], stream: Path, tracking_uri: str,
     assert sd["uri"] == f"runs:/{mv2.run_id}/llctl/state_dict/{sd['sha256']}"
 
     # the local cache gone: v3 trains from v2's artifacts downloaded from MLflow
-    cache = ws / ".llctl" / "artifacts"
+    cache = ws / ".llctl" / "artifacts" / model  # each model's own cache, below registry.root
+    assert cache.is_dir()
     shutil.rmtree(cache)
     _ok(run_bin(["ingest", str(stream / "batch-03.csv")], cwd=ws, env=env))
     r = _ok(run_bin(["train", "--epochs", "1"], cwd=ws, env=env, timeout=300))
@@ -169,11 +170,12 @@ def _mlflow_flow(ws: Path, env: dict[str, str], stream: Path, tracking_uri: str,
 
     ctx = AppContext(cwd=ws, env=env, actor="tester")
     try:
-        from lifelong_cli.versions import load_version
+        from lifelong_cli.store import versions
 
         reg = open_registry(ctx)
         # a corrupted cache entry is downloaded again, and the cache healed
-        v3 = load_version(ctx, 3)
+        with ctx.store.tx(write=False) as t:
+            v3 = versions.require(t, ctx.model, 3)
         ref = ArtifactRef.from_dict("state_dict", v3["artifacts"]["state_dict"])
         cached = cache / "objects" / ref.sha256[:2] / ref.sha256
         good = cached.read_bytes()
@@ -224,11 +226,11 @@ def _mlflow_flow(ws: Path, env: dict[str, str], stream: Path, tracking_uri: str,
 def test_train_against_a_real_mlflow_tracking_server(tmp_path, sqlite_cli_env, mlflow_server):
     cli_env = sqlite_cli_env
     url, artifact_store = mlflow_server
-    ws = _init(tmp_path, cli_env)
+    ws = _init(tmp_path, cli_env, model=f"m-{tmp_path.name}")  # one registered model per test run on the shared server
     cfg_path = ws / "llctl.yaml"
     cfg = yaml.safe_load(cfg_path.read_text())
+    assert cfg["model"]["name"] == f"m-{tmp_path.name}"
     cfg["registry"].update(kind="mlflow", tracking_uri=url, experiment=f"llctl-{tmp_path.name}")
-    cfg["model"]["name"] = f"m-{tmp_path.name}"  # one registered model per test run on the shared server
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     _mlflow_flow(ws, cli_env, _synthetic(tmp_path, 4), url, artifact_store)
 
@@ -238,9 +240,25 @@ def test_train_against_a_local_sqlite_mlflow_store(tmp_path, sqlite_cli_env):
     env = {**sqlite_cli_env, "LLCTL_REGISTRY__KIND": "mlflow", "LLCTL_REGISTRY__TRACKING_URI": "sqlite:///.llctl/mlflow.db"}
     ws = _init(tmp_path, env)
     # relative to the workspace, whatever the current directory
-    _mlflow_flow(ws, env, _synthetic(tmp_path, 4), f"sqlite:///{ws}/.llctl/mlflow.db", ws / ".llctl" / "mlartifacts")
+    stream = _synthetic(tmp_path, 4)
+    tracking = f"sqlite:///{ws}/.llctl/mlflow.db"
+    _mlflow_flow(ws, env, stream, tracking, ws / ".llctl" / "mlartifacts")
     assert (ws / ".llctl" / "mlflow.db").is_file()
     assert not (ws / "mlruns").exists() and not (tmp_path / "mlruns").exists()
+
+    # a second model in the same store and workspace is its own registered model, numbered from v1
+    from mlflow import MlflowClient
+
+    from lifelong_cli.registry.mlflow_registry import VERSION_TAG
+
+    other = ["--model", "other"]
+    _ok(run_bin([*other, "init", str(ws)], cwd=tmp_path, env=env))
+    _ok(run_bin([*other, "ingest", str(stream / "batch-01.csv")], cwd=ws, env=env))
+    r = _ok(run_bin([*other, "train", "--epochs", "1", "--json"], cwd=ws, env=env, timeout=300))
+    assert (json.loads(r.stdout)["model"], json.loads(r.stdout)["version"]) == ("other", 1)
+    client = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
+    assert [mv.tags[VERSION_TAG] for mv in client.search_model_versions("name='other'")] == ["1"]
+    assert sorted(mv.tags[VERSION_TAG] for mv in client.search_model_versions("name='demo'")) == ["1", "2", "3"]
 
 
 def test_unreachable_tracking_server_is_exit_7_with_one_error_line(tmp_path, cli_env):

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -83,43 +84,54 @@ def _cli(ws: Path, env: dict[str, str], *args: str, expect: int = 0):
     return r
 
 
-def _register(ws: Path, env: dict[str, str], base: int, onnx_bytes: bytes, note: str) -> int:
-    """A new version whose artifacts are ``base``'s with the ONNX model replaced, put through the
-    local registry, with a 'passed' verdict (as if validation had been fooled)."""
-    from lifelong_cli.registry.local import LocalRegistry
-    from lifelong_cli.versions import load_version
+def _version(ws: Path, env: dict[str, str], version: int, model: str | None = None) -> dict[str, Any]:
+    from lifelong_cli.store import versions
 
     ctx = AppContext(cwd=ws, env=env, actor="tester")
     try:
-        row = load_version(ctx, base)
-        ref = LocalRegistry(Path(ctx.config.registry_root)).put("onnx", onnx_bytes)
-        artifacts = {**row["artifacts"], "onnx": ref.to_dict()}
+        with ctx.store.tx(write=False) as t:
+            return versions.require(t, model or ctx.model, version)
+    finally:
+        ctx.close()
+
+
+def _copy_version(ws: Path, env: dict[str, str], base: int, *, note: str, onnx_bytes: bytes | None = None,
+                  model: str | None = None, pushed: bool = False) -> int:
+    """A new version of ``model`` (default: the workspace's) whose artifacts are the workspace model's
+    ``base``'s — with the ONNX model replaced by ``onnx_bytes``, put through the local registry — and a
+    'passed' verdict (as if validation had been fooled)."""
+    from lifelong_cli.registry.local import LocalRegistry
+    from lifelong_cli.store import versions
+
+    ctx = AppContext(cwd=ws, env=env, actor="tester")
+    try:
+        row = _version(ws, env, base)
+        artifacts = dict(row["artifacts"])
+        if onnx_bytes is not None:
+            artifacts["onnx"] = LocalRegistry(Path(ctx.registry_root)).put("onnx", onnx_bytes).to_dict()
+        model = model or ctx.model
         with ctx.store.tx() as t:
-            v = (t.scalar("SELECT max(id) FROM model_versions") or 0) + 1
-            t.execute("INSERT INTO model_versions (id, model, parent_id, created_at, created_by, strategy, seq_from, "
-                      "seq_to, watermark, rows_trained, config_hash, lineage, metrics, artifacts) VALUES (:id, :model, "
-                      ":parent, :at, :by, :strategy, :sf, :st, :wm, :rows, :ch, :lineage, :metrics, :artifacts)",
-                      {"id": v, "model": row["model"], "parent": base, "at": ctx.now(), "by": "tester",
-                       "strategy": row["strategy"], "sf": row["seq_from"], "st": row["seq_to"], "wm": row["watermark"],
-                       "rows": row["rows_trained"], "ch": row["config_hash"], "lineage": {**row["lineage"], "note": note},
-                       "metrics": row["metrics"], "artifacts": artifacts})
-            t.insert("validations", {"version_id": v, "created_at": ctx.now(), "actor": "tester", "verdict": "passed",
-                                     "gates": []})
+            v = versions.add(t, model, parent_id=base if model == ctx.model else None, created_at=ctx.now(),
+                             created_by="tester", strategy=row["strategy"], seq_from=row["seq_from"],
+                             seq_to=row["seq_to"], watermark=row["watermark"], rows_trained=row["rows_trained"],
+                             config_hash=row["config_hash"], lineage={**row["lineage"], "note": note},
+                             metrics=row["metrics"], artifacts=artifacts)
+            versions.record_verdict(t, model, v, now=ctx.now(), actor="tester", verdict="passed", gates=[])
+            if pushed:
+                versions.mark_pushed(t, model, v, now=ctx.now(), actor="tester", forced=False)
         return v
     finally:
         ctx.close()
 
 
+def _register(ws: Path, env: dict[str, str], base: int, onnx_bytes: bytes, note: str) -> int:
+    return _copy_version(ws, env, base, note=note, onnx_bytes=onnx_bytes)
+
+
 def _onnx_of(ws: Path, env: dict[str, str], version: int):
     import onnx
 
-    from lifelong_cli.versions import load_version
-
-    ctx = AppContext(cwd=ws, env=env, actor="tester")
-    try:
-        return onnx.load_from_string(Path(load_version(ctx, version)["artifacts"]["onnx"]["uri"]).read_bytes())
-    finally:
-        ctx.close()
+    return onnx.load_from_string(Path(_version(ws, env, version)["artifacts"]["onnx"]["uri"]).read_bytes())
 
 
 def _with_nan_weight(model):
@@ -258,17 +270,18 @@ class Server:
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator:
-    """``serve(ws, env, *extra_global_args)``: a `llctl serve` subprocess on a free port, ready
+    """``serve(ws, env, *extra_global_args, serve_args=())``: a `llctl serve` subprocess on a free port, ready
     (/readyz answered 200); every one is terminated when the test ends."""
     import httpx
 
     started: list[Server] = []
 
-    def start(ws: Path, env: dict[str, str], *extra: str) -> Server:
+    def start(ws: Path, env: dict[str, str], *extra: str, serve_args: tuple[str, ...] = ()) -> Server:
         port = free_port()
         log = tmp_path / f"serve-{port}.log"
         with log.open("wb") as f:
-            proc = subprocess.Popen([llctl_bin(), *extra, "serve", "--host", HOST, "--port", str(port)], cwd=ws, env=env,
+            proc = subprocess.Popen([llctl_bin(), *extra, "serve", "--host", HOST, "--port", str(port), *serve_args],
+                                    cwd=ws, env=env,
                                     stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
         srv = Server(proc, f"http://{HOST}:{port}", "", log)
         started.append(srv)
@@ -312,34 +325,30 @@ def _audit(ws: Path, env: dict[str, str]) -> list[dict[str, Any]]:
     return sorted(_llctl(ws, env, "audit", "--json", "--limit", "1000").json()["entries"], key=lambda e: e["id"])
 
 
-def _deployment(ws: Path, env: dict[str, str]) -> dict[str, Any]:
-    from lifelong_cli.store import deployment
-
-    ctx = AppContext(cwd=ws, env=env, actor="tester")
-    try:
-        with ctx.store.tx(write=False) as t:
-            return deployment.get(t)
-    finally:
-        ctx.close()
-
-
-def _artifact_path(ws: Path, env: dict[str, str], version: int, name: str) -> Path:
-    from lifelong_cli.versions import load_version
-
-    ctx = AppContext(cwd=ws, env=env, actor="tester")
-    try:
-        return Path(load_version(ctx, version)["artifacts"][name]["uri"])
-    finally:
-        ctx.close()
-
-
-def _sql(ws: Path, env: dict[str, str], sql: str, params: dict[str, Any] | None = None, *, write: bool = False):
+def _store(ws: Path, env: dict[str, str], read, *, write: bool = False, model: str | None = None):
+    """``read(t, model)`` in one transaction on the workspace's store (``model``: the workspace's)."""
     ctx = AppContext(cwd=ws, env=env, actor="tester")
     try:
         with ctx.store.tx(write=write) as t:
-            return t.rows(sql, params)
+            return read(t, model or ctx.model)
     finally:
         ctx.close()
+
+
+def _deployment(ws: Path, env: dict[str, str], model: str | None = None) -> dict[str, Any]:
+    from lifelong_cli.store import deployment
+
+    return _store(ws, env, deployment.get, model=model)
+
+
+def _counts(ws: Path, env: dict[str, str], model: str | None = None) -> dict[str, int]:
+    from lifelong_cli.store import predictions
+
+    return _store(ws, env, predictions.counts, model=model)
+
+
+def _artifact_path(ws: Path, env: dict[str, str], version: int, name: str) -> Path:
+    return Path(_version(ws, env, version)["artifacts"][name]["uri"])
 
 
 # -- 1. a good canary ---------------------------------------------------------------------------
@@ -367,11 +376,16 @@ def test_good_canary_is_promoted_step_by_step_under_traffic(prepared, ws, env, s
     assert set(tally.versions) == {1, prepared.good}
 
     entries = [e for e in _audit(ws, env) if e["verb"].startswith("canary") and e["args"].get("version") == prepared.good]
-    assert [e["verb"] for e in entries] == ["canary start", "canary step", "canary step", "canary step", "canary promote"]
-    assert entries[0]["detail"]["share"] == 0.05
-    assert [(e["detail"]["from"], e["detail"]["to"]) for e in entries[1:4]] == [(0.05, 0.25), (0.25, 0.5), (0.5, 1.0)]
-    assert all(e["outcome"] == "ok" for e in entries)
-    assert entries[4]["detail"]["previous_stable"] == 1
+    moves = [e for e in entries if e["outcome"] == "ok"]
+    assert [e["verb"] for e in moves] == ["canary start", "canary step", "canary step", "canary step", "canary promote"]
+    assert moves[0]["detail"]["share"] == 0.05
+    assert [(e["detail"]["from"], e["detail"]["to"]) for e in moves[1:4]] == [(0.05, 0.25), (0.25, 0.5), (0.5, 1.0)]
+    assert moves[4]["detail"]["previous_stable"] == 1
+    # the looks that held or completed a step changed the row too: each is audited, every generation once
+    assert {e["outcome"] for e in entries} <= {"ok", "holding", "complete"}, entries
+    generations = [e["detail"]["generation"] for e in entries]
+    assert generations == list(range(generations[0], generations[0] + len(generations))), generations
+    assert _deployment(ws, env)["generation"] == generations[-1]
 
     ready = srv.ready()
     assert (ready["stable"], ready["canary"], ready["problem"]) == (prepared.good, None, None)
@@ -382,8 +396,10 @@ def test_good_canary_is_promoted_step_by_step_under_traffic(prepared, ws, env, s
 # -- 2. bad canaries are aborted automatically --------------------------------------------------
 
 def _mark_pushed(ws: Path, env: dict[str, str], version: int) -> None:
-    _sql(ws, env, "UPDATE model_versions SET pushed_at = created_at, pushed_by = 'tester', push_forced = :t "
-         "WHERE id = :v", {"v": version, "t": True}, write=True)
+    from lifelong_cli.store import versions
+
+    _store(ws, env, lambda t, m: versions.mark_pushed(t, m, version, now=_version(ws, env, version)["created_at"],
+                                                      actor="tester", forced=True), write=True)
 
 
 @pytest.mark.parametrize("kind, figure", [("flipped", "labelled_accuracy"), ("nan", "error_rate"),
@@ -414,7 +430,7 @@ def test_bad_canary_is_aborted_automatically_before_passing_25_percent(prepared,
 
     entries = [e for e in _audit(ws, env) if e["verb"].startswith("canary") and e["args"].get("version") == version]
     shares = [e["detail"]["share"] for e in entries if e["verb"] == "canary start"] + \
-             [e["detail"]["to"] for e in entries if e["verb"] == "canary step"]
+             [e["detail"]["to"] for e in entries if e["verb"] == "canary step" and e["outcome"] == "ok"]
     assert max(shares) <= 0.25, shares
     assert entries[-1]["verb"] == "canary abort" and entries[-1]["args"]["automatic"] is True, entries[-1]
     assert figure in entries[-1]["detail"]["failed"], entries[-1]["detail"]
@@ -422,7 +438,7 @@ def test_bad_canary_is_aborted_automatically_before_passing_25_percent(prepared,
 
     dep = _deployment(ws, env)
     assert (dep["stable_version"], dep["canary_version"], dep["canary_state"]) == (1, None, "aborted")
-    demoted = _sql(ws, env, "SELECT demoted_at FROM model_versions WHERE id = :v", {"v": version})[0]["demoted_at"]
+    demoted = _version(ws, env, version)["demoted_at"]
     assert demoted is not None, "an automatic abort marks the version as not good"
     # all traffic back on stable: everything answered after watch returned (+ in-flight margin) is v1
     after = [(v, variant, status) for t, v, variant, status in traffic.tally.timeline if t > returned + 0.25]
@@ -499,7 +515,7 @@ def test_corrupted_artifact_is_refused_and_never_served(prepared, ws, env, serve
     assert "checksum" in push["error"]["message"], push
     rb = _llctl(ws, env, "rollback", "--to", str(v), "--json", expect=3).json()["error"]
     assert f"v{v} cannot be served" in rb["message"] and "checksum" in rb["message"], rb
-    assert "v1" in rb["hint"], rb
+    assert rb["hint"] and f"v{v}" not in rb["hint"], rb  # v1 is stable already: the hint names another way out
     _mark_pushed(ws, env, v)  # pushed before its artifact was damaged
     cs = _llctl(ws, env, "canary", "start", str(v), "--json", expect=3).json()["error"]
     assert f"v{v} cannot be served" in cs["message"] and "checksum" in cs["message"], cs
@@ -512,7 +528,7 @@ def test_corrupted_artifact_is_refused_and_never_served(prepared, ws, env, serve
     ctx = AppContext(cwd=ws, env=env, actor="tester")
     try:
         with ctx.store.tx() as t:
-            gen = deployment.update_locked(t, actor="tester", now=ctx.now(), stable_version=v)
+            gen = deployment.update_locked(t, ctx.model, actor="tester", now=ctx.now(), stable_version=v)
     finally:
         ctx.close()
     deadline = time.monotonic() + 5
@@ -522,7 +538,9 @@ def test_corrupted_artifact_is_refused_and_never_served(prepared, ws, env, serve
     assert "checksum" in ready["problem"], ready
     assert ready["stable"] == 1 and ready["generation"] < gen
     assert {srv.predict()["version"] for _ in range(20)} == {1}
-    rep = _sql(ws, env, "SELECT status, generation, stable_version FROM replicas WHERE id = :id", {"id": srv.replica})[0]
+    from lifelong_cli.store import replicas
+
+    rep = _store(ws, env, lambda t, m: replicas.get(t, m, srv.replica))
     assert (rep["status"], rep["stable_version"]) == ("degraded", 1) and rep["generation"] < gen, rep
 
 
@@ -621,8 +639,11 @@ def test_bad_predict_payloads_get_4xx_never_5xx(ws, env, serve):
 
     # no bad request was logged as a failure of the model
     time.sleep(1.0)
-    errors = _sql(ws, env, "SELECT error FROM predictions WHERE ok = :f", {"f": False})
-    assert errors == [], errors[:3]
+    from lifelong_cli.store import predictions
+
+    failed = _store(ws, env, lambda t, m: predictions.arm_counts(t, m, variant="stable", version=1,
+                                                                  since=datetime(2000, 1, 1, tzinfo=UTC)))["errors"]
+    assert failed == 0
 
     # admin endpoints are off on a replica started without the token
     no_token = {k: v for k, v in env.items() if k != "LLCTL_ADMIN_TOKEN"}
@@ -655,23 +676,21 @@ def test_metrics_and_the_prediction_log(ws, env, serve, rows):
     assert _metric(text, "llctl_requests_total", route="feedback", status="200") == traffic.tally.feedback_sent
     assert _metric(text, "llctl_request_latency_seconds_count", route="predict", version="1") == ok
 
+    from lifelong_cli.store import predictions
+
+    want = {"predictions": traffic.tally.ok, "feedback": traffic.tally.feedback_sent}
     deadline = time.monotonic() + 2.0
-    while True:
-        n = _sql(ws, env, "SELECT count(*) AS n FROM predictions")[0]["n"]
-        f = _sql(ws, env, "SELECT count(*) AS n FROM feedback")[0]["n"]
-        if (n, f) == (traffic.tally.ok, traffic.tally.feedback_sent) or time.monotonic() > deadline:
-            break
+    while (got := _counts(ws, env)) != want and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert (n, f) == (traffic.tally.ok, traffic.tally.feedback_sent)
-    joined = _sql(ws, env, "SELECT count(*) AS n FROM predictions p JOIN feedback f ON f.request_id = p.request_id "
-                  "WHERE p.version = 1 AND p.ok = :t", {"t": True})[0]["n"]
-    assert joined == traffic.tally.feedback_sent
+    assert got == want
+    joined = _store(ws, env, lambda t, m: predictions.feedback_with_keys(t, m))
+    assert len(joined) == traffic.tally.feedback_sent
 
 
 def test_prediction_log_memory_is_bounded_while_the_store_is_locked(ws, env, serve, rows):
     srv = serve(ws, env, "--set", "serving.log_queue_rows=100", "--set", "serving.log_flush_ms=50")
     admin = {"authorization": f"Bearer {TOKEN}"}
-    before = _sql(ws, env, "SELECT count(*) AS n FROM predictions")[0]["n"]
+    before = _counts(ws, env)["predictions"]
     lock = sqlite3.connect(ws / ".llctl" / "state.db", isolation_level=None)
     try:
         lock.execute("BEGIN IMMEDIATE")  # the store takes no writes now: the log cannot flush
@@ -695,7 +714,7 @@ def test_prediction_log_memory_is_bounded_while_the_store_is_locked(ws, env, ser
         time.sleep(0.1)
     assert log["logged"] + log["dropped"] == traffic.tally.ok, (log, traffic.tally.ok)
     assert log["dropped"] > 0 and log["logged"] > 0, log
-    assert _sql(ws, env, "SELECT count(*) AS n FROM predictions")[0]["n"] - before == log["logged"]
+    assert _counts(ws, env)["predictions"] - before == log["logged"]
 
 
 # -- 7. stop-training freezes the canary --------------------------------------------------------
@@ -764,3 +783,74 @@ def test_two_replicas_on_postgres_both_confirm_a_rollback(tmp_path, serve):
         for srv in replicas:  # they hold connections to the database: stop them before it is dropped
             srv.stop()
         next(db, None)
+
+
+# -- 9. one process serving two models ----------------------------------------------------------
+
+def test_one_serve_process_serves_two_models_each_following_its_own_deployment(prepared, ws, env, serve):
+    """The workspace's model (v1 stable) and a second model of the same store, 'other' (its v1 is the
+    first's v1, its v2 the first's v2): one `llctl serve --models` answers both over HTTP, and a
+    canary on 'other' moves only 'other'."""
+    from lifelong_cli.store import models, predictions, replicas
+
+    main = _store(ws, env, lambda t, m: m)
+    _store(ws, env, lambda t, m: models.add(t, name="other", actor="tester", now=datetime.now(UTC),
+                                            data_prefix="other"), write=True)
+    assert _copy_version(ws, env, 1, note="other v1", model="other", pushed=True) == 1
+    assert _copy_version(ws, env, prepared.good, note="other v2", model="other", pushed=True) == 2
+    _llctl(ws, env, "--model", "other", "canary", "start", "1")  # first launch of 'other'
+    assert _llctl(ws, env, "serve", "--models", "nope", "--port", str(free_port()), expect=6).stderr
+
+    srv = serve(ws, env, serve_args=("--models", f"{main},other"))
+    assert srv.get("/healthz").json()["models"] == [main, "other"]
+    ready = srv.ready()
+    assert {m: (r["ready"], r["stable"]) for m, r in ready["models"].items()} == {main: (True, 1), "other": (True, 1)}
+
+    def predict(model: str) -> dict[str, Any]:
+        r = srv.post(f"/v1/models/{model}/predict", json={"row": GOOD_ROW, "key": uuid.uuid4().hex})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    first = [predict(m) for m in (main, "other")]
+    assert [(a["model"], a["version"]) for a in first] == [(main, 1), ("other", 1)]
+    r = srv.post("/v1/predict", json={"row": GOOD_ROW})
+    assert r.status_code == 404 and "several models" in r.json()["error"]["message"], r.text
+    r = srv.post("/v1/models/nope/predict", json={"row": GOOD_ROW})
+    assert r.status_code == 404 and "'nope' is not served here" in r.json()["error"]["message"], r.text
+
+    # a canary of 'other', promoted: the replica confirms each change for 'other'; the first model is untouched
+    main_before = _deployment(ws, env)
+    start = _llctl(ws, env, "--model", "other", "canary", "start", "2", "--json").json()
+    assert (start["model"], start["version"], start["confirm"]["confirmed"]) == ("other", 2, [srv.replica]), start
+    promote = _llctl(ws, env, "--model", "other", "canary", "promote", "--reason", "e2e", "--json").json()
+    assert (promote["stable"], promote["confirm"]["confirmed"]) == (2, [srv.replica]), promote
+    assert promote["message"].startswith("model 'other': v2 promoted")
+    assert _deployment(ws, env) == main_before
+    assert srv.ready()["models"]["other"]["stable"] == 2 and srv.ready()["models"][main]["stable"] == 1
+    sent = {main: [predict(main) for _ in range(7)], "other": [predict("other") for _ in range(5)]}
+    assert {a["version"] for a in sent["other"]} == {2} and {a["version"] for a in sent[main]} == {1}
+    r = srv.post("/v1/models/other/feedback", json={"request_id": sent["other"][0]["request_id"], "label": "1"})
+    assert r.status_code == 200 and r.json()["model"] == "other", r.text
+
+    # each model's prediction log and replica row is its own
+    want = {main: {"predictions": 8, "feedback": 0}, "other": {"predictions": 6, "feedback": 1}}
+    deadline = time.monotonic() + 5
+    while (got := {m: _counts(ws, env, m) for m in want}) != want and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert got == want
+    assert [r["variant"] for r in _store(ws, env, lambda t, m: predictions.traffic_between(
+        t, m, start=datetime(2000, 1, 1, tzinfo=UTC), end=datetime.now(UTC)), model="other")] == ["stable"] * 6
+    rows = {m: _store(ws, env, lambda t, m: replicas.get(t, m, srv.replica), model=m) for m in want}
+    assert rows["other"]["generation"] == _deployment(ws, env, "other")["generation"]
+    assert rows[main]["generation"] == main_before["generation"]
+
+    # /metrics is labelled by model
+    text = srv.get("/metrics").text
+    assert _metric(text, "llctl_requests_total", route="predict", model="other", status="200") == 6
+    assert _metric(text, "llctl_requests_total", route="predict", model=main, status="200") == 8
+    assert _metric(text, "llctl_deployment_generation", model="other") == _deployment(ws, env, "other")["generation"]
+
+    # push asks the replica to load a version of the model it names
+    v3 = _copy_version(ws, env, prepared.good, note="other v3", model="other")
+    push = _llctl(ws, env, "--model", "other", "push", str(v3), "--json").json()
+    assert [(r["replica"], r["ok"]) for r in push["replicas"]] == [(srv.url, True)], push

@@ -33,11 +33,11 @@ def _ingest(workspace: Path, env: dict[str, str], path: Path, rows: int, *, star
     return r.json()["batch"]
 
 
-def _control(workspace: Path, env: dict[str, str]) -> control.ControlState:
+def _control(workspace: Path, env: dict[str, str], model: str | None = None) -> control.ControlState:
     ctx = AppContext(cwd=workspace, env=env, actor="tester")
     try:
         with ctx.store.tx(write=False) as t:
-            return control.get(t)
+            return control.get(t, model or ctx.model)
     finally:
         ctx.close()
 
@@ -174,3 +174,31 @@ def test_kill_9_mid_train_leaves_no_version_and_the_next_train_succeeds(tmp_path
     assert [v["id"] for v in listed["versions"]] == [2, 1] and listed["head"] == 2
     st = _control(workspace, cli_env)
     assert (st.lease_holder, st.lease_token) == (None, None)
+
+
+@pytest.mark.slow
+def test_stop_training_of_one_model_ends_its_train_and_not_the_other_models(tmp_path, workspace, cli_env):
+    other = {**cli_env, "LLCTL_MODEL": "other"}
+    added = run_bin(["init", str(workspace), "--json"], cwd=tmp_path, env=other)  # a second model, same store
+    assert added.code == 0 and added.json()["model_added"], added.stdout + added.stderr
+    _ingest(workspace, cli_env, tmp_path / "demo.csv", 20_000, start=0, day=1, seed=1)
+    _ingest(workspace, other, tmp_path / "other.csv", 20_000, start=500_000, day=1, seed=2)
+
+    with _training(workspace, other, epochs=50) as theirs, _training(workspace, cli_env, epochs=50) as mine:
+        stop = run_bin(["stop-training", "--reason", "demo only", "--json"], cwd=workspace, env=cli_env)
+        assert stop.code == 0, stop.stdout + stop.stderr
+        assert stop.json()["model"] == "demo" and stop.json()["lease_holder"].endswith(f" pid {mine.pid}")
+        mine.wait(timeout=30)
+        time.sleep(1.0)  # several of its heartbeats: had it seen a stop, it would be ending now
+        assert theirs.poll() is None, "the other model's train ended when demo's training was stopped"
+        st = _control(workspace, other)
+        assert not st.stopped and st.lease_holder.endswith(f" pid {theirs.pid}")
+        assert st.lease_heartbeat_at > st.lease_acquired_at
+        stop = run_bin(["stop-training", "--reason", "now other too"], cwd=workspace, env=other)
+        assert stop.code == 0 and "other" in stop.stdout, stop.stdout + stop.stderr
+        theirs.wait(timeout=30)
+    out, err = mine.output
+    assert mine.returncode == 5 and "model 'demo'" in json.loads(out)["error"]["message"], out + err
+    out, err = theirs.output
+    assert theirs.returncode == 5 and "now other too" in json.loads(out)["error"]["message"], out + err
+    assert _versions(workspace, cli_env)["versions"] == [] and _versions(workspace, other)["versions"] == []

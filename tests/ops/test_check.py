@@ -134,7 +134,8 @@ def test_a_purged_drifted_batch_no_longer_counts(cli, tmp_path, request):
 def test_act_aborts_a_held_canary_and_audits_it(cli, tmp_path, request):
     flags = _break(cli, tmp_path, "canary_hold", request)
     r = cli(*flags, "check", "--act", expect=3)
-    assert "acted on canary_hold: canary-abort: canary v2 aborted" in r.stdout
+    acted = next(ln for ln in r.stdout.splitlines() if "acted on canary_hold: canary-abort: " in ln)
+    assert "canary v2 aborted" in acted and "model 'demo'" in acted
     st = cli("status", "--json", expect=0).json()["serving"]
     assert st["canary_version"] is None and st["stable_version"] == 1
     (abort,) = _audit(cli, "canary abort")
@@ -202,7 +203,8 @@ def test_relax_reports_a_violation_without_counting_it(cli, tmp_path, request):
 def test_bad_relax_is_a_usage_error(workspace, cli_env, args):
     r = run_cli(["check", *args], cwd=workspace, env=cli_env)
     assert r.code == 2, r.stdout + r.stderr
-    assert run_cli(["audit", "--json"], cwd=workspace, env=cli_env).json()["entries"] == []
+    entries = run_cli(["audit", "--json"], cwd=workspace, env=cli_env).json()["entries"]
+    assert [e["verb"] for e in entries] == ["init"]
 
 
 def test_a_relaxation_ends_when_its_window_does(make_ctx, ws):
@@ -216,3 +218,22 @@ def test_a_relaxation_ends_when_its_window_does(make_ctx, ws):
     for hours, violated in ((1.5, []), (1.99, []), (2.01, ["stopped"])):
         later = make_ctx(overrides=limits, clock=lambda h=hours: utcnow() + timedelta(hours=h))
         assert check_op(later).violated == violated, hours
+
+
+def test_policies_and_relaxations_are_per_model(make_ctx, workspace):
+    from lifelong_cli.ops.stop_training import stop_training
+    from lifelong_cli.store import models
+
+    limits = {"slo.max_stopped_hours": TINY}
+    demo = make_ctx(overrides=limits)
+    with demo.store.tx() as t:
+        models.add(t, name="other", actor="tester", now=demo.now(), data_prefix="other")
+    other = make_ctx(overrides={**limits, "model.name": "other"})
+    stop_training(demo, reason="demo only")
+    r = check_op(demo)
+    assert (r.model, r.violated) == ("demo", ["stopped"]) and r.message == "model 'demo': SLO violated: stopped"
+    assert check_op(other).violated == [] and check_op(other).message == "model 'other': all SLO policies hold"
+    stop_training(other, reason="other too")
+    relaxed = relax(other, policy="stopped", hours=1, reason="other's maintenance")
+    assert relaxed.model == "other" and relaxed.message.startswith("model 'other': SLO policy stopped relaxed")
+    assert check_op(other).violated == [] and check_op(demo).violated == ["stopped"]  # demo's is not relaxed

@@ -30,19 +30,19 @@ def _worker(ws: str, env: dict[str, str], n: int, q) -> None:
             flips += 1
             # a blind compare-and-set first (may lose the race), then the locked path (must win)
             with ctx.store.tx(write=False) as c:
-                seen = deployment.get(c)["generation"]
+                seen = deployment.get(c, ctx.model)["generation"]
             try:
                 with ctx.store.tx() as c:
-                    deployment.compare_and_set(c, expected_generation=seen, actor=ctx.actor, now=ctx.now(),
+                    deployment.compare_and_set(c, ctx.model, expected_generation=seen, actor=ctx.actor, now=ctx.now(),
                                                canary_share=n / 100)
-                    audit_store.append(c, ts=ctx.now(), actor=ctx.actor, verb="bump", args={"n": n},
+                    audit_store.append(c, model=ctx.model, ts=ctx.now(), actor=ctx.actor, verb="bump", args={"n": n},
                                        reason=None, outcome="ok")
                 bumps += 1
             except GenerationConflictError:
                 conflicts += 1
             with ctx.store.tx() as c:
-                deployment.update_locked(c, actor=ctx.actor, now=ctx.now(), canary_share=n / 100)
-                audit_store.append(c, ts=ctx.now(), actor=ctx.actor, verb="bump", args={"n": n},
+                deployment.update_locked(c, ctx.model, actor=ctx.actor, now=ctx.now(), canary_share=n / 100)
+                audit_store.append(c, model=ctx.model, ts=ctx.now(), actor=ctx.actor, verb="bump", args={"n": n},
                                    reason=None, outcome="ok")
             bumps += 1
         q.put((n, flips, bumps, conflicts, None))
@@ -71,8 +71,8 @@ def test_sixteen_processes_leave_consistent_state_and_complete_audit(workspace, 
     assert total_bumps >= PROCS * ROUNDS
 
     with ctx.store.tx(write=False) as c:
-        dep = deployment.get(c)
-        state = control.get(c)
+        dep = deployment.get(c, ctx.model)
+        state = control.get(c, ctx.model)
         # every successful bump moved the generation by exactly one: no lost update
         assert dep["generation"] == total_bumps
         counts = {r["verb"]: r["n"] for r in c.rows("SELECT verb, count(*) AS n FROM audit_log GROUP BY verb")}

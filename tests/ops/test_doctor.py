@@ -5,14 +5,16 @@ from __future__ import annotations
 import shutil
 
 from lifelong_cli.context import AppContext
+from lifelong_cli.fsutil import TMP_SUFFIX
 from lifelong_cli.ops.doctor import doctor
-from lifelong_cli.ops.fsutil import TMP_SUFFIX
+from lifelong_cli.store import batches, models
 
 
 def test_fresh_workspace_passes_every_check(ctx):
     r = doctor(ctx)
     assert r.ok, [c for c in r.checks if not c.ok]
-    assert {c.name for c in r.checks} >= {"config", "store", "migrations", "singletons", "audit log"}
+    assert {c.name for c in r.checks} >= {"config", "store", "migrations", "model", "singletons", "audit log"}
+    assert next(c for c in r.checks if c.name == "model").detail == "'demo'"
 
 
 def test_missing_data_root_is_a_finding_with_a_hint(ctx, workspace):
@@ -46,3 +48,39 @@ def test_a_segment_no_batch_refers_to_is_reported(ctx, workspace):
     (seg / "0123abcd.parquet").write_bytes(b"PAR1")
     r = doctor(ctx)
     assert [f.name for f in r.findings] == ["unreferenced segments"]
+
+
+def _batch(ctx, model: str, segment: str) -> None:
+    with ctx.store.tx() as t:
+        batches.add(t, model, kind="examples", source="s", content_hash=segment[-12:], status="accepted",
+                    created_at=ctx.now(), created_by="t", segment_path=segment, rows_read=0, rows_accepted=0,
+                    rows_quarantined=0, rows_duplicate=0, rows_trainable=0)
+
+
+def test_the_models_rows_are_checked_and_another_models_files_are_not_stray(ctx, make_ctx, workspace):
+    with ctx.store.tx() as t:
+        models.add(t, name="other", actor="tester", now=ctx.now(), data_prefix="other")
+    other = make_ctx(overrides={"model.name": "other"})
+    seg = workspace / ".llctl" / "data" / "other" / "segments" / "examples" / "present.parquet"
+    seg.parent.mkdir(parents=True)
+    seg.write_bytes(b"PAR1")
+    _batch(ctx, "other", str(seg))  # other's file, referenced by other's batch: not stray for demo's doctor
+    _batch(ctx, "other", str(seg.with_name("gone.parquet")))  # other's batch whose file is missing
+    mine = doctor(ctx)
+    assert mine.ok, mine.findings
+    assert "the store also holds other" in next(c for c in mine.checks if c.name == "model").detail
+    assert "model 'demo': 0 batch(es)" in next(c for c in mine.checks if c.name == "segments").detail
+    theirs = doctor(other)
+    (f,) = theirs.findings
+    assert f.name == "segments" and f.detail.startswith("model 'other': batches [2] have no segment file")
+
+
+def test_a_model_that_cannot_be_chosen_is_a_finding(ctx, workspace):
+    with ctx.store.tx() as t:
+        models.add(t, name="other", actor="tester", now=ctx.now(), data_prefix="other")
+    (workspace / "llctl.yaml").write_text((workspace / "llctl.yaml").read_text().replace("name: demo", "name: nobody"))
+    nobody = AppContext(cwd=workspace, env=dict(ctx.env), actor="t")
+    r = doctor(nobody)
+    nobody.close()
+    (f,) = r.findings
+    assert f.name == "model" and "demo, other" in f.detail and "--model" in f.hint

@@ -15,15 +15,16 @@ from lifelong_cli.errors import NotFoundError, UsageError
 from lifelong_cli.ops import canary
 from lifelong_cli.ops import incident as inc
 from lifelong_cli.ops._base import jsonable
+from lifelong_cli.ops.fallback import fallback
 from lifelong_cli.ops.ingest import ingest
 from lifelong_cli.ops.purge_data import purge_data
 from lifelong_cli.ops.push import push
 from lifelong_cli.ops.resume import resume
-from lifelong_cli.ops.rollback import fallback
 from lifelong_cli.ops.stop_training import stop_training
 from lifelong_cli.ops.train import train
 from lifelong_cli.ops.validate import validate
 from lifelong_cli.store import audit as audit_store
+from lifelong_cli.store import batches, versions
 from tests.helpers import run_cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -176,7 +177,7 @@ def _predictions(ctx, start, seconds: int) -> int:
             else:
                 canary_ = i % 5 == 0 and i - 60 < 90
                 version, variant, ok = (2, "canary", i % 10 != 0) if canary_ else (1, "stable", True)
-            t.insert("predictions", {"ts": at, "request_id": uuid.uuid4().hex, "replica": "test", "version": version,
+            t.insert("predictions", {"model": ctx.model, "ts": at, "request_id": uuid.uuid4().hex, "replica": "test", "version": version,
                                      "variant": variant, "n_rows": 1, "keys": None, "output": {"p": [0.5]},
                                      "latency_ms": 3.0, "ok": ok, "error": None if ok else "boom"})
             n += 1
@@ -185,8 +186,7 @@ def _predictions(ctx, start, seconds: int) -> int:
 
 def _golden(ctx, version: int) -> float:
     with ctx.store.tx(write=False) as t:
-        gates = t.row("SELECT gates FROM validations WHERE version_id = :v ORDER BY id DESC LIMIT 1", {"v": version},
-                      types={"gates": "json"})["gates"]
+        gates = versions.latest_validation(t, ctx.model, version)["gates"]
     return next(g["figure"] for g in gates if g["name"] == "golden accuracy")
 
 
@@ -194,7 +194,7 @@ def test_report_md_and_html_with_key_times_and_valid_pngs(released, make_ctx, tm
     import matplotlib.image as mpimg
 
     with released.store.tx(write=False) as t:
-        batch2_at = t.row("SELECT created_at FROM batches WHERE id = 2", types={"created_at": "ts"})["created_at"]
+        batch2_at = batches.get(t, released.model, 2)["created_at"]
     clock = Clock(released.now() + timedelta(minutes=2))
     ctx = make_ctx(clock=clock)
     opened = clock.t
@@ -270,3 +270,58 @@ def test_report_without_traffic_has_no_traffic_plot(ctx, tmp_path):
         assert f"\n## {h}\n" in text
     assert "No data was purged." in text and "still open" in text
     assert rep.durations["time_to_mitigate_s"] is None
+
+
+# -- one store, many models ---------------------------------------------------------------------------
+
+@pytest.fixture
+def other(ctx, make_ctx):
+    """A second model, ``other``, in the same store."""
+    from lifelong_cli.store import models
+
+    with ctx.store.tx() as t:
+        models.add(t, name="other", actor="tester", now=ctx.now(), data_prefix="other")
+    return make_ctx(overrides={"model.name": "other"})
+
+
+def test_a_models_incident_is_not_seen_by_another_model(ctx, other):
+    opened = inc.open_incident(ctx, title="demo's labels flipped")
+    iid = opened.incident["id"]
+    assert opened.model == "demo" and opened.incident["model"] == "demo" and "model 'demo'" in opened.message
+    assert inc.list_incidents(other).incidents == []
+    for call in (lambda: inc.show(other, incident_id=iid), lambda: inc.note(other, incident_id=iid, text="x"),
+                 lambda: inc.close(other, incident_id=iid), lambda: inc.report(other, incident_id=iid)):
+        with pytest.raises(NotFoundError, match=f"model 'other' has no incident {iid}"):
+            call()
+    # other's actions are not linked to demo's incident; a join opens other's own
+    stop_training(other, reason="other's own trouble")
+    joined = inc.open_incident(other, title="other's", join=True)
+    assert joined.changed and joined.incident["id"] != iid and joined.incident["model"] == "other"
+    assert [e["verb"] for e in _entries(ctx, iid)] == ["incident open"]
+    assert [i["id"] for i in inc.list_incidents(ctx).incidents] == [iid]
+    assert inc.show(ctx, incident_id=iid).incident["status"] == "open"
+
+
+def test_a_store_wide_incident_is_seen_and_linked_by_every_model(ctx, other, workspace, cli_env):
+    r = run_cli(["incident", "open", "shared upstream broke", "--all-models", "--json"], cwd=workspace, env=cli_env)
+    assert r.code == 0, r.stderr
+    doc = r.json()
+    iid = doc["incident"]["id"]
+    assert doc["model"] == "demo" and doc["incident"]["model"] is None and "all models" in doc["message"]
+    stop_training(ctx, reason="demo stops")
+    stop_training(other, reason="other stops")
+    mine = inc.open_incident(other, title="other's own")  # a model's own incident wins over the store-wide one
+    resume(other, reason="other resumes")
+    assert [i["id"] for i in inc.list_incidents(ctx).incidents] == [iid]
+    assert [i["id"] for i in inc.list_incidents(other).incidents] == [iid, mine.incident["id"]]
+    shown = inc.show(other, incident_id=iid)
+    assert [(e["what"], e["model"]) for e in shown.timeline] == [
+        ("incident open", None), ("stop-training", "demo"), ("stop-training", "other")]
+    assert [e["verb"] for e in _entries(other, mine.incident["id"])] == ["incident open", "resume"]
+    listed = run_cli(["incident", "list"], cwd=workspace, env=cli_env).stdout
+    assert "shared upstream broke  [all models]" in listed
+    # closed from either model; the closing names no model
+    closed = inc.close(other, incident_id=iid, summary="upstream fixed")
+    assert closed.changed and "all models" in closed.message
+    (entry,) = [e for e in _entries(ctx, iid) if e["verb"] == "incident close"]
+    assert entry["model"] is None

@@ -18,6 +18,7 @@ from lifelong_cli.ops.drift import drift
 from lifelong_cli.ops.ingest import ingest
 from lifelong_cli.ops.purge_data import blast_radius, purge_data, undo_purge
 from lifelong_cli.ops.status import status
+from lifelong_cli.store import batches, purge_rules
 
 HEADER = ["example_id", "event_time", "label", "x1", "x2", "x3", "segment"]
 
@@ -40,8 +41,14 @@ def make_rows(start: int, n: int, *, day: int = 1, labelled: bool = True, shift:
 
 def read(ctx, **kw):
     schema = DataSchema.from_settings(ctx.config.settings.data)
-    with ctx.store.read() as conn:
-        return rd.read_rows(conn, DataStore(ctx.config.data_root), schema, **kw)
+    with ctx.store.tx(write=False) as t:
+        refs, rules = batches.for_reading(t, ctx.model), purge_rules.active(t, ctx.model)
+    return rd.read_rows(DataStore(ctx.data_root), schema, refs, rules, **kw)
+
+
+def refs_of(ctx, kinds=None):
+    with ctx.store.tx(write=False) as t:
+        return batches.for_reading(t, ctx.model, kinds)
 
 
 def test_accepted_rows_are_readable_and_holdout_is_kept_apart(ctx, tmp_path):
@@ -123,9 +130,8 @@ def test_hard_purge_rewrites_segment_and_cannot_be_undone(ctx, tmp_path):
     b = ingest(ctx, path=str(write_csv(tmp_path / "a.csv", make_rows(0, 100))))
     r = purge_data(ctx, where="segment = 'b'", reason="pii", hard=True)
     assert r.segments_rewritten == [b.batch]
-    with ctx.store.read() as conn:
-        (ref,) = rd.accepted_batches(conn)
-    seg = DataStore(ctx.config.data_root).read(ref.segment_path)
+    (ref,) = refs_of(ctx)
+    seg = DataStore(ctx.data_root).read(ref.segment_path)
     assert "b" not in set(seg["segment"].to_pylist()) and seg.num_rows == 100 - r.rows_affected
     with pytest.raises(PreconditionError):
         undo_purge(ctx, rule_id=r.rule)
@@ -173,15 +179,14 @@ rule_st = st.one_of(
 def test_property_purge_never_leaks_and_undo_restores_exactly(make_ctx, tmp_path_factory, n1, n2, rule):
     ctx = make_ctx()
     tmp = tmp_path_factory.mktemp("prop")
-    base = len(list((Path(ctx.config.data_root) / "segments").glob("**/*.parquet"))) if (Path(ctx.config.data_root) / "segments").exists() else 0
+    base = len(list((Path(ctx.data_root) / "segments").glob("**/*.parquet"))) if (Path(ctx.data_root) / "segments").exists() else 0
     # each example gets fresh keys so that earlier examples' batches do not interfere
     off = base * 1000 + 10_000
     ingest(ctx, path=str(write_csv(tmp / "a.csv", make_rows(off, n1, day=1))))
     ingest(ctx, path=str(write_csv(tmp / "b.csv", make_rows(off + 500, n2, day=3))))
     accepted = sorted(read(ctx, holdout="include")["example_id"].to_pylist())
     if "batch" in rule:
-        with ctx.store.read() as conn:
-            ids = [r.id for r in rd.accepted_batches(conn)]
+        ids = [r.id for r in refs_of(ctx)]
         rule = {"batch": ids[-2 + rule["batch"] - 1]}
     r = purge_data(ctx, reason="prop", **rule)
     after = read(ctx, holdout="include")
@@ -203,11 +208,178 @@ def test_data_root_may_be_an_fsspec_url(workspace, store_url, tmp_path):
     try:
         b = ingest(ctx, path=str(write_csv(tmp_path / "a.csv", make_rows(0, 50))))
         assert b.status == "accepted"
-        with ctx.store.read() as conn:
-            (ref,) = rd.accepted_batches(conn)
+        (ref,) = refs_of(ctx)
         assert ref.segment_path.startswith(root)
         assert read(ctx, holdout="include").num_rows == 50
         r = purge_data(ctx, where="segment = 'a'", reason="pii", hard=True)
         assert read(ctx, holdout="include").num_rows == 50 - r.rows_affected
     finally:
         ctx.close()
+
+
+# -- two models in one store -----------------------------------------------------------------------
+
+@pytest.fixture
+def other(make_ctx, workspace):
+    """A second model, "other", in the workspace's store (the workspace's own model is "demo")."""
+    from lifelong_cli.ops.init import init
+
+    assert init(make_ctx(overrides={"model.name": "other"}), directory=str(workspace)).model_added
+    return make_ctx(overrides={"model.name": "other"})
+
+
+def test_the_same_file_is_accepted_by_each_model_and_is_a_duplicate_only_within_one(ctx, other, tmp_path):
+    p = write_csv(tmp_path / "a.csv", make_rows(0, 50, labelled=False))
+    ra, rb = ingest(ctx, path=str(p)), ingest(other, path=str(p))
+    assert (ra.model, ra.status, ra.rows_accepted, ra.rows_duplicate) == ("demo", "accepted", 50, 0)
+    assert (rb.model, rb.status, rb.rows_accepted, rb.rows_duplicate) == ("other", "accepted", 50, 0)
+    assert ra.batch != rb.batch
+    assert ra.message.startswith(f"model 'demo': batch {ra.batch} accepted")
+    assert rb.message.startswith(f"model 'other': batch {rb.batch} accepted")
+    again = ingest(other, path=str(p))
+    assert (again.status, again.batch, again.model) == ("duplicate", rb.batch, "other")
+
+    # each model's segment is under its own data directory, and each reads only its own batch
+    assert ctx.data_root != other.data_root
+    ((a_ref,), (b_ref,)) = refs_of(ctx), refs_of(other)
+    assert Path(a_ref.segment_path).is_relative_to(ctx.data_root)
+    assert Path(b_ref.segment_path).is_relative_to(other.data_root)
+    assert set(read(ctx, trainable_only=False, holdout="include")[rd.BATCH].to_pylist()) == {ra.batch}
+    assert set(read(other, trainable_only=False, holdout="include")[rd.BATCH].to_pylist()) == {rb.batch}
+
+    # labels join only to their own model's examples
+    lab = tmp_path / "l.csv"
+    lab.write_text("example_id,label\n" + "".join(f"k{i},1\n" for i in range(10)))
+    lr = ingest(other, path=str(lab), kind="labels")
+    assert (lr.rows_trainable, lr.labels_waiting) == (10, 0)
+    assert read(other, holdout="include").num_rows == 10
+    assert read(ctx, holdout="include").num_rows == 0
+    assert ingest(ctx, path=str(lab), kind="labels").status == "accepted"  # not a duplicate of other's
+
+
+def test_a_purge_rule_of_one_model_hides_nothing_of_the_other(ctx, other, tmp_path):
+    from lifelong_cli.errors import PurgeRuleNotFoundError
+
+    p = write_csv(tmp_path / "a.csv", make_rows(0, 60))
+    ra, rb = ingest(ctx, path=str(p), source="crm"), ingest(other, path=str(p), source="crm")
+    r = purge_data(ctx, source="crm", reason="crm broke for demo")
+    assert (r.model, r.rows_affected, r.batches_affected) == ("demo", 60, [ra.batch])
+    assert r.message.startswith(f"model 'demo': purge rule {r.rule}: hid 60 row(s)")
+    assert read(ctx, holdout="include").num_rows == 0
+    assert read(other, holdout="include").num_rows == 60
+    with other.store.tx(write=False) as t:
+        assert purge_rules.active(t, "other") == [] and purge_rules.get(t, "other", r.rule) is None
+
+    # the other model's batch and rule are not found from this model (exit 4), and nothing changes
+    with pytest.raises(BatchNotFoundError, match="model 'other' has no batch"):
+        purge_data(other, batch=ra.batch, reason="x")
+    with pytest.raises(PurgeRuleNotFoundError, match=f"model 'other' has no purge rule {r.rule}"):
+        undo_purge(other, rule_id=r.rule, reason="x")
+    assert read(ctx, holdout="include").num_rows == 0
+    rb_rule = purge_data(other, batch=rb.batch, reason="its own batch")
+    assert (rb_rule.model, rb_rule.rows_affected) == ("other", 60)
+    u = undo_purge(ctx, rule_id=r.rule, reason="false alarm")
+    assert (u.model, u.changed) == ("demo", True)
+    assert (read(ctx, holdout="include").num_rows, read(other, holdout="include").num_rows) == (60, 0)
+
+
+def test_purge_all_models_makes_one_rule_and_one_audit_entry_per_model(ctx, other, make_ctx, tmp_path):
+    from lifelong_cli.ops.purge_data import purge_data_all_models
+    from lifelong_cli.store import audit
+
+    crm = write_csv(tmp_path / "crm.csv", make_rows(0, 40))
+    ra = ingest(ctx, path=str(crm), source="crm")
+    ingest(ctx, path=str(write_csv(tmp_path / "web.csv", make_rows(1000, 30))), source="web")
+    rb = ingest(other, path=str(crm), source="crm")
+
+    dry = purge_data_all_models(make_ctx(actor="oncall"), source="crm", reason="crm export broken", dry_run=True)
+    assert dry.dry_run and [(m.model, m.rule, m.rows_affected) for m in dry.models] == [("demo", None, 40), ("other", None, 40)]
+    assert read(ctx, holdout="include").num_rows == 70 and read(other, holdout="include").num_rows == 40
+
+    res = purge_data_all_models(make_ctx(actor="oncall"), source="crm", reason="crm export broken")
+    assert [(m.model, m.rows_affected, m.batches_affected) for m in res.models] == \
+        [("demo", 40, [ra.batch]), ("other", 40, [rb.batch])]
+    assert res.rows_affected == 80 and len({m.rule for m in res.models}) == 2
+    assert all(m.message.startswith(f"model '{m.model}': purge rule {m.rule}: hid 40 row(s)") for m in res.models)
+    assert read(ctx, holdout="include").num_rows == 30 and read(other, holdout="include").num_rows == 0
+    with ctx.store.tx(write=False) as t:
+        for m in res.models:
+            (rule,) = purge_rules.active(t, m.model)
+            assert (rule["id"], rule["spec"]) == (m.rule, {"source": "crm"})
+            entries = [e for e in audit.query(t, model=m.model, verb="purge-data") if e["model"] == m.model]
+            assert [(e["actor"], e["reason"], e["detail"]["rule"], e["args"]["all_models"]) for e in entries] == \
+                [("oncall", "crm export broken", m.rule, True)]
+        assert [e for e in audit.query(t, verb="purge-data") if e["model"] is None] == []
+
+    # each model undoes its own rule
+    assert undo_purge(other, rule_id=res.models[1].rule, reason="ok for other").changed
+    assert read(other, holdout="include").num_rows == 40 and read(ctx, holdout="include").num_rows == 30
+    with pytest.raises(UsageError, match="--source"):
+        purge_data_all_models(ctx, source=None, reason="x")
+    with pytest.raises(UsageError, match="--reason"):
+        purge_data_all_models(ctx, source="crm", reason=" ")
+
+
+def test_quarantine_drift_and_golden_sets_are_per_model(ctx, other, tmp_path):
+    from lifelong_cli.ops.golden import golden_import
+    from lifelong_cli.ops.quarantine import quarantine_list, quarantine_show
+
+    bad = make_rows(0, 100)
+    bad[3][3] = "not-a-number"
+    ra = ingest(ctx, path=str(write_csv(tmp_path / "a.csv", bad)))
+    assert ra.rows_quarantined == 1
+    assert [b["batch"] for b in quarantine_list(ctx).batches] == [ra.batch]
+    listed = quarantine_list(other)
+    assert (listed.model, listed.batches) == ("other", [])
+    with pytest.raises(BatchNotFoundError, match="model 'other' has no batch"):
+        quarantine_show(other, batch=ra.batch)
+    assert quarantine_show(ctx, batch=ra.batch).total == 1
+
+    # the first batch of "other" has no drift reference, however many rows "demo" has
+    ingest(ctx, path=str(write_csv(tmp_path / "b.csv", make_rows(400, 400))))
+    rb = ingest(other, path=str(write_csv(tmp_path / "c.csv", make_rows(800, 400, shift=5.0))))
+    assert rb.drift is None
+    with pytest.raises(BatchNotFoundError, match="model 'other' has no batch"):
+        drift(other, batch=ra.batch)
+    from lifelong_cli.errors import NotFoundError
+    with pytest.raises(NotFoundError, match="no batch of model 'other'"):
+        drift(other)
+    assert drift(ctx).model == "demo"
+
+    g = write_csv(tmp_path / "g.csv", make_rows(5000, 30))
+    ga, gb = golden_import(ctx, path=str(g)), golden_import(other, path=str(g))
+    assert (ga.status, gb.status, ga.model, gb.model) == ("accepted", "accepted", "demo", "other")
+    assert golden_import(other, path=str(g)).status == "duplicate"
+    assert [r.id for r in refs_of(other, ["golden"])] == [gb.batch]
+
+
+def test_an_accepted_twin_makes_the_batch_insert_do_nothing_within_its_model_only(ctx, other):
+    now = ctx.now()
+    row = {"kind": "examples", "source": "s", "content_hash": "h" * 64, "created_at": now, "created_by": "t"}
+    with ctx.store.tx() as t:
+        first = batches.add(t, "demo", status="accepted", **row)
+        assert first is not None
+        assert batches.add(t, "demo", status="accepted", **row) is None  # the unique index: nothing inserted
+        assert batches.add(t, "demo", status="rejected", **row) is not None  # rejected batches are not unique
+        assert batches.add(t, "other", status="accepted", **row) is not None  # another model's
+        assert batches.add(t, "demo", status="accepted", **{**row, "kind": "labels"}) is not None
+    with ctx.store.tx(write=False) as t:
+        assert batches.accepted_twin(t, "demo", "examples", "h" * 64) == first
+        assert [b["status"] for b in batches.every(t, "demo")] == ["accepted", "rejected", "accepted"]
+        assert len(batches.every(t, "other")) == 1
+
+
+def test_concurrent_ingests_of_one_file_accept_it_once_and_leave_no_segment_behind(make_ctx, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    p = write_csv(tmp_path / "a.csv", make_rows(0, 300))
+    ctxs = [make_ctx() for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda c: ingest(c, path=str(p)), ctxs))
+    accepted = [r for r in results if r.status == "accepted"]
+    assert len(accepted) == 1 and all(r.status == "duplicate" and r.batch == accepted[0].batch
+                                      for r in results if r is not accepted[0])
+    (ref,) = refs_of(ctxs[0])
+    on_disk = list((Path(ctxs[0].data_root) / "segments").rglob("*.parquet"))
+    assert [str(f) for f in on_disk] == [ref.segment_path]
+    assert read(ctxs[0], holdout="include").num_rows == 300

@@ -142,8 +142,9 @@ def _notes(ctx, iid: int) -> list[str]:
 
 
 def _audit(ctx, iid: int | None = None) -> list[dict]:
+    """The model's audit entries (linked to ``iid``), without the workspace's `init`."""
     with ctx.store.tx(write=False) as t:
-        return audit_store.query(t, incident_id=iid)
+        return [e for e in audit_store.query(t, model=ctx.model, incident_id=iid) if e["verb"] != "init"]
 
 
 def test_whole_value_references_keep_their_type_and_checks_pass(pctx):
@@ -316,3 +317,19 @@ def test_a_step_that_needs_confirmation_is_declined_without_a_terminal(pctx, tmp
     assert status(pctx).training["stopped"] is False
     assert run(pctx, name="careful", yes=True).ok
     assert status(pctx).training["stopped"] is True
+
+
+def test_a_run_acts_on_its_model_and_records_into_that_models_incident(pctx, make_ctx):
+    from lifelong_cli.store import models
+
+    with pctx.store.tx() as t:
+        models.add(t, name="other", actor="tester", now=pctx.now(), data_prefix="other")
+    other = make_ctx(overrides={"incident.playbooks_dir": pctx.config.settings.incident.playbooks_dir,
+                                "model.name": "other"})
+    demo_incident = inc.open_incident(pctx, title="demo's").incident["id"]
+    r = run(other, name="branch", params={"decision": "stop"}, yes=True)
+    assert r.ok and r.model == "other" and r.message.startswith("model 'other': playbook branch finished")
+    assert r.incident != demo_incident and inc.show(other, incident_id=r.incident).incident["model"] == "other"
+    assert status(other).training["stopped"] is True and status(pctx).training["stopped"] is False
+    assert [e["verb"] for e in _audit(other, r.incident)] == ["incident open", "stop-training"]
+    assert [e["verb"] for e in _audit(pctx, demo_incident)] == ["incident open"]

@@ -10,14 +10,15 @@ import pytest
 from lifelong_cli.data.synthetic import batch_table
 from lifelong_cli.errors import CheckFailedError, NotFoundError, UsageError
 from lifelong_cli.ops.audit import audit
+from lifelong_cli.ops.fallback import fallback
 from lifelong_cli.ops.ingest import ingest
 from lifelong_cli.ops.purge_data import purge_data
-from lifelong_cli.ops.rollback import fallback, rollback
+from lifelong_cli.ops.rollback import rollback
 from lifelong_cli.ops.status import status
 from lifelong_cli.ops.train import train
 from lifelong_cli.ops.validate import validate
 from lifelong_cli.ops.versions import version_show
-from lifelong_cli.store import deployment
+from lifelong_cli.store import deployment, versions
 from tests.helpers import run_cli
 
 
@@ -37,7 +38,7 @@ def three(make_ctx, tmp_path):
 
 def test_rollback_to_moves_serving_and_training_head_and_aborts_canary(three):
     with three.store.tx() as t:
-        deployment.update_locked(t, actor="t", now=three.now(), stable_version=2, canary_version=3,
+        deployment.update_locked(t, three.model, actor="t", now=three.now(), stable_version=2, canary_version=3,
                                  canary_share=0.25, canary_state="running")
     r = rollback(three, to=1, reason="bad launch")
     assert (r.target, r.previous_stable, r.canary_aborted, r.training_head) == (1, 2, 3, 1)
@@ -82,8 +83,8 @@ def test_fallback_on_and_off_are_idempotent_and_audited(three):
     assert status(three).serving["fallback"] is True
     assert not fallback(three, on=True).changed
     assert fallback(three, on=False).changed and not fallback(three, on=False).changed
-    outcomes = [e["detail"].get("on") for e in audit(three, verb="fallback").entries]
-    assert outcomes == [True, False]
+    outcomes = [(e["outcome"], e["detail"].get("on")) for e in audit(three, verb="fallback").entries]
+    assert outcomes == [("ok", True), ("noop", True), ("ok", False), ("noop", False)]
 
 
 def test_fallback_with_an_unknown_version_or_strategy_is_refused(three):
@@ -126,7 +127,7 @@ def test_rollback_to_a_rejected_or_tainted_version_needs_force(three):
     from lifelong_cli.errors import PreconditionError
 
     with three.store.tx() as t:
-        t.insert("validations", {"version_id": 3, "created_at": three.now(), "actor": "t", "verdict": "rejected", "gates": []})
+        versions.record_verdict(t, three.model, 3, now=three.now(), actor="t", verdict="rejected", gates=[])
     with pytest.raises(PreconditionError, match="v3 was rejected by validation"):
         rollback(three, to=3)
     with pytest.raises(UsageError, match="--force needs --reason"):
@@ -140,7 +141,7 @@ def test_rollback_to_a_rejected_or_tainted_version_needs_force(three):
 
 def test_blast_radius_names_a_last_clean_version_that_is_safe_to_serve(three):
     with three.store.tx() as t:
-        t.insert("validations", {"version_id": 2, "created_at": three.now(), "actor": "t", "verdict": "rejected", "gates": []})
+        versions.record_verdict(t, three.model, 2, now=three.now(), actor="t", verdict="rejected", gates=[])
     r = purge_data(three, batch=3, reason="bad batch", dry_run=True)  # only v3 trained on batch 3
     assert r.blast_radius["affected_versions"] == [3]
     assert r.blast_radius["last_clean_version"] == 1  # v2 is not affected, but validation rejected it

@@ -15,9 +15,9 @@ T = datetime(2026, 11, 25, 3, 4, 5, 123456, tzinfo=UTC)
 
 def test_rows_written_by_the_fast_door_read_back_through_sqlalchemy(ctx):
     with ctx.store.tx() as t:
-        control.stop(t, actor="a", reason="r", now=T)
-        audit.append(t, ts=T, actor="a", verb="v", args={"k": [1, 2]}, reason=None, outcome="ok", detail={"x": 1})
-        deployment.update_locked(t, actor="a", now=T, fallback_mode=True, fallback_since=T)
+        control.stop(t, ctx.model, actor="a", reason="r", now=T)
+        audit.append(t, model=ctx.model, ts=T, actor="a", verb="v", args={"k": [1, 2]}, reason=None, outcome="ok", detail={"x": 1})
+        deployment.update_locked(t, ctx.model, actor="a", now=T, fallback_mode=True, fallback_since=T)
     with ctx.store.read() as c:
         ctl = c.execute(select(training_control)).mappings().one()
         row = c.execute(select(audit_log).where(audit_log.c.verb == "v")).mappings().one()
@@ -28,8 +28,8 @@ def test_rows_written_by_the_fast_door_read_back_through_sqlalchemy(ctx):
 def test_rows_written_through_sqlalchemy_read_back_through_the_fast_door(ctx):
     with ctx.store.transaction() as c:
         iid = c.execute(insert(incidents).values(title="t", severity="sev1", status="open", opened_at=T,
-                                                 opened_by="a")).inserted_primary_key[0]
-        audit.append(Tx.from_sa(c), ts=T, actor="a", verb="w", args={}, reason=None, outcome="ok")
+                                                 opened_by="a", model=ctx.model)).inserted_primary_key[0]
+        audit.append(Tx.from_sa(c), model=ctx.model, ts=T, actor="a", verb="w", args={}, reason=None, outcome="ok")
     with ctx.store.tx(write=False) as t:
         (entry,) = audit.query(t, verb="w")
         inc = t.row("SELECT opened_at FROM incidents WHERE id = :i", {"i": iid}, types={"opened_at": "ts"})

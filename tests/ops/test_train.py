@@ -25,8 +25,8 @@ from lifelong_cli.ops.resume import resume
 from lifelong_cli.ops.stop_training import stop_training
 from lifelong_cli.ops.train import _config_hash, train
 from lifelong_cli.ops.versions import version_show, versions
-from lifelong_cli.store import control, deployment
-from lifelong_cli.versions import load_version
+from lifelong_cli.store import batches, control, deployment, purge_rules
+from lifelong_cli.store import versions as store_versions
 
 FAST = {"training.epochs": "1"}
 ARTIFACTS = {"state_dict", "optimizer", "onnx", "preprocess", "replay", "fallback"}
@@ -59,19 +59,24 @@ def n_trainable(ctx, table: pa.Table) -> int:
     return len(keys) - len(holdout_keys(ctx, keys))
 
 
+def load_version(ctx, version: int) -> dict:
+    with ctx.store.tx(write=False) as t:
+        return store_versions.require(t, ctx.model, version)
+
+
 def n_versions(ctx) -> int:
     with ctx.store.tx(write=False) as t:
-        return t.scalar("SELECT count(*) FROM model_versions")
+        return store_versions.count(t, ctx.model)
 
 
 def lease(ctx) -> control.ControlState:
     with ctx.store.tx(write=False) as t:
-        return control.get(t)
+        return control.get(t, ctx.model)
 
 
 def head(ctx) -> int | None:
     with ctx.store.tx(write=False) as t:
-        return deployment.get(t)["training_head"]
+        return deployment.get(t, ctx.model)["training_head"]
 
 
 def artifact_bytes(version: dict, name: str) -> bytes:
@@ -85,7 +90,7 @@ def torch_load(data: bytes):
 
 
 def registry_files(ctx) -> list[Path]:
-    root = Path(ctx.config.registry_root)
+    root = Path(ctx.registry_root)
     return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
@@ -153,7 +158,7 @@ def test_train_is_refused_while_another_holder_has_the_lease(tctx, tmp_path):
     add_batch(tctx, tmp_path, 200, seed=1)
     holder = "bob@other-host pid 4242"
     with tctx.store.tx() as t:
-        theirs = control.acquire_lease(t, holder=holder, ttl=timedelta(minutes=5), now=tctx.now())
+        theirs = control.acquire_lease(t, tctx.model, holder=holder, ttl=timedelta(minutes=5), now=tctx.now())
     with pytest.raises(LeaseHeldError) as ei:
         train(tctx)
     assert ei.value.exit_code == 5
@@ -345,7 +350,7 @@ def test_after_rollback_purge_and_resume_v3_trains_from_v1_without_the_purged_ba
 
     stop_training(oncall, reason="x1 arrives x100 from crm")
     with oncall.store.tx() as t:  # what `llctl rollback --to 1` does to the training head
-        deployment.update_locked(t, actor=oncall.actor, now=oncall.now(), training_head=1)
+        deployment.update_locked(t, oncall.model, actor=oncall.actor, now=oncall.now(), training_head=1)
     purge = purge_data(oncall, batch=b2.batch, reason="broken upstream")
     assert purge.blast_radius == {"affected_versions": [2], "last_clean_version": 1}
     resume(oncall, reason="bad batch purged")
@@ -390,8 +395,9 @@ def test_after_rollback_purge_and_resume_v3_trains_from_v1_without_the_purged_ba
     pre = Preprocessor.from_dict(json.loads(artifact_bytes(v1, "preprocess")))
     model = build_model(settings.model, pre.n_inputs, pre.n_outputs)
     model.load_state_dict(v1_state)
-    with ctx.store.read() as conn:
-        past = rd.read_rows(conn, DataStore(ctx.config.data_root), schema, seq_to=v1["watermark"])
+    with ctx.store.tx(write=False) as t:
+        refs, rules = batches.for_reading(t, ctx.model), purge_rules.active(t, ctx.model)
+    past = rd.read_rows(DataStore(ctx.data_root), schema, refs, rules, seq_to=v1["watermark"])
     assert set(past["example_id"].to_pylist()) <= keys1
     rng = np.random.default_rng(settings.training.seed + 1)
     sample = past.take(pa.array(rng.choice(past.num_rows, min(past.num_rows, settings.training.ewc.fisher_samples),
@@ -433,7 +439,7 @@ def test_versions_list_and_show_report_roles_and_lineage(tctx, tmp_path):
     rule = purge_data(tctx, where="segment = 'c'", reason="pii")
     r2 = train(tctx)
     with tctx.store.tx() as t:
-        deployment.update_locked(t, actor="tester", now=tctx.now(), stable_version=1)
+        deployment.update_locked(t, tctx.model, actor="tester", now=tctx.now(), stable_version=1)
 
     lst = versions(tctx)
     assert (lst.head, lst.stable, lst.canary) == (2, 1, None)
@@ -537,3 +543,56 @@ def test_frozen_layers_keep_the_parents_weights(make_ctx, tmp_path):
     w1, w2 = weights(v1), weights(v2)
     assert np.array_equal(w1["net.0.weight"].numpy(), w2["net.0.weight"].numpy())
     assert not np.array_equal(w1["net.3.weight"].numpy(), w2["net.3.weight"].numpy())
+
+
+# -- two models in one store -----------------------------------------------------------------------
+
+def test_two_models_in_one_store_train_versions_and_stop_independently(make_ctx, workspace, tmp_path):
+    from lifelong_cli.ops.init import init
+
+    a = make_ctx(overrides=dict(FAST))
+    added = init(make_ctx(overrides={"model.name": "other"}), directory=str(workspace))
+    assert added.model_added and added.other_models == [a.model]
+    b = make_ctx(overrides={**FAST, "model.name": "other"})
+    assert (a.model, b.model) == ("demo", "other") and a.data_root != b.data_root
+
+    a1, _ = add_batch(a, tmp_path, 400, start=0, day=1, seed=1)
+    b1, _ = add_batch(b, tmp_path, 300, start=50_000, day=1, seed=7)
+    ra1, rb1 = train(a), train(b)
+    assert (ra1.model, ra1.version, ra1.parent, ra1.seq_from) == ("demo", 1, None, a1.batch)
+    assert (rb1.model, rb1.version, rb1.parent, rb1.seq_from) == ("other", 1, None, b1.batch)
+    assert ra1.message.startswith("model 'demo': trained v1") and rb1.message.startswith("model 'other': trained v1")
+    assert rb1.rows_new < ra1.rows_new  # each read only its own rows
+
+    # the lease of one model does not hold the other's training
+    with a.store.tx() as t:
+        theirs = control.acquire_lease(t, a.model, holder="someone else", ttl=timedelta(minutes=5), now=a.now())
+    b2, _ = add_batch(b, tmp_path, 300, start=60_000, day=2, seed=8)
+    rb2 = train(b)
+    assert (rb2.version, rb2.parent, rb2.seq_from, rb2.seq_to) == (2, 1, b2.batch, b2.batch)
+    with pytest.raises(LeaseHeldError):
+        train(a)
+    with a.store.tx() as t:
+        assert control.release_lease(t, a.model, theirs)
+    a2, _ = add_batch(a, tmp_path, 400, start=10_000, day=2, seed=2)
+    ra2 = train(a)
+    assert (ra2.version, ra2.parent, ra2.seq_from) == (2, 1, a2.batch)
+
+    # `versions` of one does not list the other's
+    la, lb = versions(a), versions(b)
+    assert (la.model, lb.model) == ("demo", "other")
+    assert [(v["id"], v["seq_from"]) for v in la.versions] == [(2, a2.batch), (1, a1.batch)] and la.head == 2
+    assert [(v["id"], v["seq_from"]) for v in lb.versions] == [(2, b2.batch), (1, b1.batch)] and lb.head == 2
+    assert version_show(b, version=1).version["model"] == "other"
+    assert version_show(a, version=1).version["artifacts"] != version_show(b, version=1).version["artifacts"]
+
+    # stopping one model's training stops only that model's
+    stop_training(make_ctx(actor="oncall"), reason="bad upstream for demo")
+    add_batch(a, tmp_path, 300, start=20_000, day=3, seed=3)
+    b3, _ = add_batch(b, tmp_path, 300, start=70_000, day=3, seed=9)
+    with pytest.raises(TrainingHaltedError, match="model 'demo'"):
+        train(a)
+    rb3 = train(b)
+    assert (rb3.version, rb3.seq_from) == (3, b3.batch)
+    assert lease(a).stopped and not lease(b).stopped
+    assert (n_versions(a), n_versions(b), head(a), head(b)) == (2, 3, 2, 3)

@@ -115,3 +115,29 @@ def test_dry_run_reports_the_verdict_without_storing_it(fast, tmp_path):
     r = validate(ctx, dry_run=True)
     assert r.verdict == "passed" and "not stored" in r.message
     assert version_show(fast(), version=v).validation is None
+
+
+def test_verdicts_and_golden_sets_belong_to_their_model(fast, tmp_path, workspace, store_url):
+    from lifelong_cli.ops.init import init
+
+    a = fast()
+    init(AppContext(cwd=workspace, env={**_clean_env(store_url), "LLCTL_MODEL": "other"}, actor="t"),
+         directory=str(workspace))
+    b = AppContext(cwd=workspace, env={**_clean_env(store_url), "LLCTL_MODEL": "other"}, actor="t",
+                   overrides={"training.epochs": "2"})
+    try:
+        for ctx in (a, b):
+            ingest(ctx, path=_batch(tmp_path, 1))
+            assert train(ctx).version == 1
+        g = tmp_path / "golden.csv"
+        pcsv.write_csv(batch_table(90_000, 300, day=9, seed=9), g)
+        golden_import(a, path=str(g))  # a golden set for demo only
+
+        rb = validate(b)
+        assert (rb.model, rb.version, rb.verdict) == ("other", 1, "passed") and rb.message.startswith("model 'other'")
+        assert version_show(fast(), version=1).validation is None  # demo's v1 is still not validated
+        ra = validate(a)
+        assert ra.golden_rows == rb.golden_rows + 300
+        assert version_show(b, version=1).validation["verdict"] == "passed"
+    finally:
+        b.close()

@@ -1,0 +1,20 @@
+"""SLO relaxations, per model: a policy relaxed until a time is reported but not counted as violated
+(``llctl check --relax``; ``resume --roll-through`` relaxes drift)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from lifelong_cli.store.sql import Tx
+
+
+def relax(t: Tx, model: str, *, policy: str, until: datetime, now: datetime, actor: str, reason: str) -> None:
+    t.insert("slo_relaxations", {"model": model, "policy": policy, "until": until, "created_at": now,
+                                 "created_by": actor, "reason": reason})
+
+
+def relaxed(t: Tx, model: str, *, now: datetime) -> dict[str, datetime]:
+    """Policy → the end of its latest relaxation window, for the policies of ``model`` relaxed at ``now``."""
+    return {r["policy"]: r["until"] for r in t.rows(
+        "SELECT policy, max(until) AS until FROM slo_relaxations WHERE model = :m AND until > :now GROUP BY policy",
+        {"m": model, "now": now}, types={"until": "ts"})}
