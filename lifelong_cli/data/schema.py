@@ -138,8 +138,12 @@ def _text(arr: pa.Array) -> pa.Array:
 def _parse_float(arr: pa.Array, chk: _Checker, name: str) -> pa.Array:
     if pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type):
         return pc.cast(arr, pa.float64())
+    if pa.types.is_string(arr.type):  # a clean column (no blank text either): Arrow's parser on it as it is
+        fast = _strict_cast(arr, pa.float64())
+        if fast is not None:
+            return fast
     s = _text(arr)
-    fast = _strict_cast(s, pa.float64())  # a clean column: Arrow's parser, 5x faster than the regex below
+    fast = _strict_cast(s, pa.float64())  # Arrow's parser, 5x faster than the regex below
     if fast is not None:
         return fast
     ok = pc.match_substring_regex(s, _FLOAT_RE, ignore_case=True)
@@ -177,8 +181,12 @@ def parse_time(arr: pa.Array, chk: _Checker, name: str) -> pa.Array:
         return arr.cast(TS_TYPE) if arr.type.tz else pc.assume_timezone(arr, "UTC").cast(TS_TYPE)
     if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
         return pc.cast(pc.cast(pc.multiply(pc.cast(arr, pa.float64()), 1e6), pa.int64(), safe=False), TS_TYPE)
+    if pa.types.is_string(arr.type):  # the common case: every value a full ISO-8601 time with a zone
+        fast = _strict_cast(arr, TS_TYPE)
+        if fast is not None:
+            return fast
     s = pc.utf8_trim_whitespace(_text(arr))
-    fast = _strict_cast(s, TS_TYPE)  # the common case: every value a full ISO-8601 time with a zone
+    fast = _strict_cast(s, TS_TYPE)
     if fast is not None:
         return fast
     s = pc.replace_substring_regex(s, r"^(\d{4}-\d{2}-\d{2})$", r"\1T00:00:00Z")
@@ -222,11 +230,12 @@ def validate_chunk(table: pa.Table, schema: DataSchema, kind: str = "examples",
     n = table.num_rows
     chk = _Checker(n)
     present = set(table.column_names)
+    table = table.combine_chunks()  # once: every column is read several times below
 
     def col(name: str) -> pa.Array:
         if name in present:
             c = table.column(name)
-            return c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c
+            return c.chunk(0) if c.num_chunks == 1 else c.combine_chunks()
         return pa.nulls(n, pa.string())
 
     for name in table.column_names:  # oversized fields first: they are the likeliest garbage

@@ -92,18 +92,26 @@ class DataStore:
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Replace a small file atomically (temp name, fsync, rename; one PUT on an object store)."""
+        self.write_with(path, lambda f: f.write(data))
+
+    def write_with(self, path: str, write) -> None:
+        """Replace a file atomically with what ``write(file)`` writes to it."""
         if self.remote:
+            import io
+
             import fsspec
 
+            buf = io.BytesIO()
+            write(buf)
             fs, p = fsspec.core.url_to_fs(path)
-            fs.pipe_file(p, data)
+            fs.pipe_file(p, buf.getvalue())
             return
         final = Path(path)
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=TMP_SUFFIX)
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                write(f)
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o644)
@@ -151,7 +159,9 @@ class DataStore:
 
 
 class SegmentWriter:
-    """Streams record batches into one Parquet file; nothing is visible until ``commit``."""
+    """Streams record batches into one Parquet file; nothing is visible until ``commit``. Batches are
+    encoded and compressed in a thread of the writer's own, one behind the caller (Parquet's encoder
+    releases the GIL: the next chunk is checked meanwhile); an error surfaces at the next call."""
 
     def __init__(self, store: DataStore, path: str, schema: pa.Schema) -> None:
         self.store, self.path, self.schema = store, path, schema
@@ -164,19 +174,39 @@ class SegmentWriter:
             fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=TMP_SUFFIX)
         os.close(fd)
         self.tmp = Path(tmp)
-        self._w: pq.ParquetWriter | None = pq.ParquetWriter(self.tmp, schema, compression="zstd")
+        self._w: pq.ParquetWriter | None = pq.ParquetWriter(self.tmp, schema, compression="zstd",
+                                                            use_dictionary=_dictionary_columns(schema))
+        self._pool = None
+        self._pending = None
         self.committed = False
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows:
-            self._w.write_table(table.select(self.schema.names).cast(self.schema))
+            table = table.select(self.schema.names).cast(self.schema)
+            self._wait()
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llctl-segment")
+            self._pending = self._pool.submit(self._w.write_table, table)
             self.rows += table.num_rows
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
 
     def finish(self) -> None:
         """Complete the file (still under its temp name, invisible to readers)."""
-        if self._w is not None:
-            self._w.close()
-            self._w = None
+        try:
+            self._wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+            if self._w is not None:
+                self._w.close()
+                self._w = None
 
     def read_back(self, columns: list[str] | None = None) -> pa.Table:
         self.finish()
@@ -185,7 +215,8 @@ class SegmentWriter:
     def filter_rows(self, keep: pa.Array) -> None:
         """Keep only the rows where ``keep`` is true (all rows written so far, in order)."""
         table = self.read_back().filter(keep)
-        with pq.ParquetWriter(self.tmp, self.schema, compression="zstd") as w:
+        with pq.ParquetWriter(self.tmp, self.schema, compression="zstd",
+                              use_dictionary=_dictionary_columns(self.schema)) as w:
             w.write_table(table)
         self.rows = table.num_rows
 
@@ -214,3 +245,11 @@ class SegmentWriter:
             self.finish()
         finally:
             self.tmp.unlink(missing_ok=True)
+
+
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth dictionary-encoding: text and flags (labels, categories repeat). Numbers and
+    times rarely repeat, and trying a dictionary on them in every row group costs more than the
+    rest of the write (a 1M-row ingest: 1.6 s instead of 0.5 s)."""
+    return [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+            or pa.types.is_boolean(f.type) or pa.types.is_dictionary(f.type)]

@@ -112,8 +112,9 @@ class Snapshots:
             return None
         current = {r.id: r.segment_path for r in refs}
         built = {int(b): p for b, p in (meta.get("batches") or {}).items()}
-        if any(current.get(b) != p for b, p in built.items()):
-            return None  # a segment was rewritten (or is gone): not the rows a read gives now
+        if any(current.get(b) != p for b, p in built.items()):  # a segment was rewritten (or is gone):
+            self.data.remove(path)  # not the rows a read gives now, and maybe rows a hard purge removed
+            return None
         return table.replace_schema_metadata(None)
 
     def _save(self, name: str, rows: pa.Table, refs: Sequence[BatchRef], upto: int | None) -> None:

@@ -157,6 +157,8 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
                     counts["accepted"] += good.num_rows
                     if gw:
                         gw.write(good)
+            if len(batch_hashes) > 1:  # one array (8 bytes a row), the chunks' freed
+                batch_hashes[:] = [np.concatenate(batch_hashes)]
             seen, seen_h = (_stored_twins(data, schema, refs, batch_hashes, gw) if kind == "examples"
                             else (pa.array([], pa.string()), np.array([], np.uint64)))
             keep = _first_new(batch_hashes, (lambda idx: _batch_keys(gw, schema, idx)) if gw else None,
@@ -235,7 +237,7 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
         if batch_id is not None and seg_path:  # the key index learns the batch now (else on first use)
             from lifelong_cli.data.keyindex import KeyIndex
 
-            h = np.concatenate(batch_hashes) if batch_hashes else np.array([], np.uint64)
+            h = batch_hashes[0] if batch_hashes else np.array([], np.uint64)
             KeyIndex(data, schema.key, "examples" if kind == "examples" else "labels").add(
                 batch_id, seg_path, h if keep is None else h[np.asarray(keep)])
         if batch_id is None:  # a concurrent ingest of the same content won the race
@@ -347,23 +349,29 @@ def _sample(table, rate: float, offset: int):
 
 def _trainable_counts(data, schema, refs, kind, seg_path: str) -> tuple[int, int]:
     """How many rows this batch makes trainable, and (labels) how many wait for their example: the
-    batch's keys looked up in the key index of the other kind (late labels, or stored examples)."""
+    batch's keys looked up in the key index of the other kind (late labels, or stored examples),
+    row group by row group (memory stays flat with the batch's size)."""
     import pyarrow.compute as pc
 
     from lifelong_cli.data import reader as rd
     from lifelong_cli.data.keyindex import QUERY, KeyIndex
 
-    tbl = data.read(seg_path, columns=[schema.key, schema.label])
-    if kind == "examples":
-        labelled = pc.sum(pc.is_valid(tbl[schema.label])).as_py() or 0
-        unl = tbl.filter(pc.is_null(tbl[schema.label]))[schema.key]
-        if len(unl):
-            late = rd.labels_for(data, schema, refs, unl)
-            labelled += pc.sum(pc.is_in(unl, value_set=late[schema.key])).as_py() or 0
-        return int(labelled), 0
-    found = KeyIndex(data, schema.key, "examples").find(refs, tbl[schema.key])
-    joined = len(pc.unique(found[QUERY]))
-    return int(joined), int(tbl.num_rows - joined)
+    index = KeyIndex(data, schema.key, "examples")
+    trainable = waiting = 0
+    with data.parquet(seg_path) as pf:
+        for g in range(pf.metadata.num_row_groups):
+            tbl = pf.read_row_group(g, columns=[schema.key, schema.label])
+            if kind == "examples":
+                trainable += pc.sum(pc.is_valid(tbl[schema.label])).as_py() or 0
+                unl = tbl.filter(pc.is_null(tbl[schema.label]))[schema.key]
+                if len(unl):
+                    late = rd.labels_for(data, schema, refs, unl)
+                    trainable += pc.sum(pc.is_in(unl, value_set=late[schema.key])).as_py() or 0
+            else:
+                joined = len(pc.unique(index.find(refs, tbl[schema.key])[QUERY]))
+                trainable += joined
+                waiting += tbl.num_rows - joined
+    return int(trainable), int(waiting)
 
 
 def _stored_twins(data, schema, refs, batch_hashes, writer):

@@ -265,50 +265,55 @@ def test_the_reservoir_and_the_fallback_tally_match_a_full_read(make_ctx, tmp_pa
     ctx = make_ctx(overrides={**FAST, "training.replay.buffer_size": "120"})
     rnd = random.Random(14)
     feed = Feed(ctx, tmp_path)
+    registry = open_registry(ctx)
     k = story(ctx, tmp_path)
+
+    def trained_and_checked() -> dict:
+        r = train_op.train(ctx)
+        assert r.status == "trained"
+        data, schema, refs, rules = state(ctx)
+        with ctx.store.tx(write=False) as t:
+            v = versions.require(t, ctx.model, r.version)
+        # its fallback is the one its whole lineage gives, counted again from every segment
+        doc = json.loads(registry.fetch(ArtifactRef.from_dict("fallback", v["artifacts"]["fallback"])))
+        pre = Preprocessor.from_dict(json.loads(registry.fetch(ArtifactRef.from_dict("preprocess",
+                                                                                     v["artifacts"]["preprocess"]))))
+        lineage = rd.read_rows(data, schema, refs, rules, seq_to=v["seq_to"])
+        want = build_fallback(lineage, schema.label, pre, ctx.config.settings.training.fallback_lookup_key)
+        counts = pc.value_counts(lineage[schema.label])
+        labels_n = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
+        assert doc["tally"]["labels"] == labels_n, v["id"]
+        assert labels_n[doc["majority"]] == labels_n[want["majority"]]
+        assert set(doc["lookup"]["table"]) == set(want["lookup"]["table"])
+        return v
+
+    every = [trained_and_checked()]
     for step in range(3):
         feed(labels(rnd.sample(k[step], 25) + rnd.sample(k[3], 10), rnd), kind="labels")
         feed(examples(uuid_keys(80, rnd), rnd, labelled=step != 1))
-        assert train_op.train(ctx).status == "trained"
+        every.append(trained_and_checked())
     purge_data(ctx, where="segment = 'c'", reason="pii")
     feed(examples(uuid_keys(60, rnd), rnd))
-    assert train_op.train(ctx).status == "trained"
+    every.append(trained_and_checked())
+    feed(labels(rnd.sample(k[1], 20), rnd), kind="labels")
     feed(examples(uuid_keys(60, rnd), rnd))
-    assert train_op.train(ctx).status == "trained"
+    every.append(trained_and_checked())
 
     data, schema, refs, rules = state(ctx)
-    registry = open_registry(ctx)
-    with ctx.store.tx(write=False) as t:
-        every = [versions.require(t, ctx.model, v["id"]) for v in versions.lineage_graph(t, ctx.model)]
-    for v in every[1:]:
+    for v in every:  # each version's reservoir, as the next train reads it now
         buf = pq_keys(registry, v)
         fresh = rd.read_new(data, schema, refs, [], after=v["watermark"])
         via_snapshot = train_op._reservoir(data, schema, refs, rules, v, registry, fresh)
         full = rd.read_rows(data, schema, refs, rules, seq_to=v["watermark"])
         full = full.filter(pc.is_in(full["example_id"], value_set=buf))
-        assert via_snapshot.num_rows == full.num_rows
-        assert rows_of(via_snapshot) == rows_of(full)
-    # without the snapshots: the same rows, read by key
-    shutil.rmtree(Path(ctx.data_root) / "snapshots")
-    v = every[-1]
-    fresh = rd.read_new(data, schema, refs, [], after=v["watermark"])
-    full = rd.read_rows(data, schema, refs, rules, seq_to=v["watermark"])
-    assert rows_of(train_op._reservoir(data, schema, refs, rules, v, registry, fresh)) == \
-        rows_of(full.filter(pc.is_in(full["example_id"], value_set=pq_keys(registry, v))))
-
-    for v in every:  # each version's fallback is the one its whole lineage gives
-        doc = json.loads(registry.fetch(ArtifactRef.from_dict("fallback", v["artifacts"]["fallback"])))
-        pre = Preprocessor.from_dict(json.loads(registry.fetch(ArtifactRef.from_dict("preprocess",
-                                                                                     v["artifacts"]["preprocess"]))))
-        with ctx.store.tx(write=False) as t:
-            then = [purge_rules.get(t, ctx.model, i) for i in v["lineage"]["purge_rules"]]
-        lineage = rd.read_rows(data, schema, refs, then, seq_to=v["seq_to"])
-        want = build_fallback(lineage, schema.label, pre, ctx.config.settings.training.fallback_lookup_key)
-        labels_n = dict(zip(*[pc.value_counts(lineage[schema.label]).field(f).to_pylist()
-                              for f in ("values", "counts")], strict=True))
-        assert doc["tally"]["labels"] == labels_n, v["id"]
-        assert doc["majority"] == want["majority"] or labels_n[doc["majority"]] == labels_n[want["majority"]]
-        assert set(doc["lookup"]["table"]) == set(want["lookup"]["table"])
+        assert rows_of(via_snapshot) == rows_of(full), v["id"]
+        assert via_snapshot[rd.BATCH].to_pylist() == sorted(via_snapshot[rd.BATCH].to_pylist())  # in batch order
+    shutil.rmtree(Path(ctx.data_root) / "snapshots")  # without the snapshots: the same rows, read by key
+    for v in every:
+        fresh = rd.read_new(data, schema, refs, [], after=v["watermark"])
+        full = rd.read_rows(data, schema, refs, rules, seq_to=v["watermark"])
+        assert rows_of(train_op._reservoir(data, schema, refs, rules, v, registry, fresh)) == \
+            rows_of(full.filter(pc.is_in(full["example_id"], value_set=pq_keys(registry, v))))
 
 
 def pq_keys(registry, v) -> pa.Array:
@@ -370,3 +375,18 @@ def test_hashes_are_stable_and_spread(tmp_path):
     h = hashes(keys)
     assert h.dtype == np.uint64 and len(np.unique(h)) == 20_000
     assert np.array_equal(h, hashes(keys))
+
+
+def test_the_drift_reference_is_the_newest_rows_of_a_full_read(make_ctx, tmp_path):
+    ctx = make_ctx(overrides={"data.chunk_rows": "1000"})  # several row groups per segment
+    story(ctx, tmp_path)
+    rnd = random.Random(18)
+    (tmp_path / "more").mkdir()
+    Feed(ctx, tmp_path / "more")(examples(uuid_keys(2500, rnd), rnd))
+    purge_data(ctx, where="x2 < -1", reason="outliers")
+    data, schema, refs, rules = state(ctx)
+    full = rd.read_rows(data, schema, refs, rules, holdout="include")
+    for n in (10, 900, 2600, 3100, 10_000):
+        recent = rd.read_recent(data, schema, refs, rules, n)
+        assert recent["example_id"].to_pylist() == full["example_id"].to_pylist()[-n:], n
+        assert recent["label"].to_pylist() == full["label"].to_pylist()[-n:], n
