@@ -451,9 +451,9 @@ def main() -> int:
     print(f"   peak RSS, ingest of {n:>10,} rows {rss_big / 1024:7.0f} MiB   (max RSS of the process, "
           f"{'/usr/bin/time %M' if Path(TIME).exists() else 'wait4'})")
     print(f"   ratio                            {r_mem:7.2f} ×   target ≤ {TARGET_MEM_RATIO:.1f} ×")
-    print("   expected to grow with the file: the key index for de-duplication (the batch's keys, ≥ 17 B/key")
-    print("   here), and pyarrow's CSV read-ahead until it holds its 32 read blocks (a file of 32 blocks, 128 MB")
-    print("   at 4 MiB blocks); everything else is bounded by data.chunk_rows.")
+    print("   expected to grow with the file: the batch's key hashes for de-duplication and its key index run")
+    print("   (8 and 16 bytes a row), and pyarrow's CSV read-ahead until it holds its 32 read blocks (64 MiB at")
+    print("   2 MiB blocks); everything else is bounded by data.chunk_rows.")
     print(f"3. read_rows, 0 active purge rules  {purge['t0']:7.3f} s   ({purge['rows0']:,} rows)")
     print(f"   read_rows, 10 active purge rules {purge['t10']:7.3f} s   ({purge['rows10']:,} rows; "
           f"{purge['rows0'] - purge['rows10']} purged)")

@@ -149,6 +149,10 @@ def purge_data(ctx: AppContext, *, reason: str, from_: str | None = None, to: st
         raise
     for p in old_paths:  # after the commit: the old segments are no longer referenced
         data.remove(p)
+    if hard:  # no training snapshot may keep a copy of what was removed
+        from lifelong_cli.data import snapshots
+
+        snapshots.drop(data)
     return _result(plan, spec, hard=hard, dry_run=False, rule_id=rule_id, rewritten=rewritten)
 
 

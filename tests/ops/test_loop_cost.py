@@ -338,6 +338,9 @@ def test_snapshots_are_not_trusted_after_a_hard_purge(make_ctx, tmp_path):
     assert Snapshots(data, schema).holdout(refs, r.seq_to).num_rows > 0
     purge_data(ctx, where="segment = 'a'", reason="pii", hard=True)
     data, schema, refs, rules = state(ctx)
+    from lifelong_cli.data.snapshots import AREA
+
+    assert data.list_names(data.path(AREA)) == []  # no snapshot keeps a copy of the removed rows
     golden = _golden(ctx, schema, seq_to=r.seq_to)
     assert "a" not in set(golden["segment"].to_pylist())
     assert golden.num_rows == rd.read_golden(data, schema, refs, rules, seq_to=r.seq_to).num_rows
