@@ -23,12 +23,18 @@ def open_incident_id(t: Tx, model: str | None) -> int | None:
                     "ORDER BY (CASE WHEN model IS NULL THEN 1 ELSE 0 END), id DESC LIMIT 1", {"m": model})
 
 
+_OPEN = object()
+
+
 def append(t: Tx, *, model: str | None, ts: datetime, actor: str, verb: str, args: Mapping[str, Any],
-           reason: str | None, outcome: str, detail: Mapping[str, Any] | None = None) -> int:
-    """Append one entry for ``model`` (None: store-wide), linked to its newest open incident if any."""
+           reason: str | None, outcome: str, detail: Mapping[str, Any] | None = None,
+           incident_id: Any = _OPEN) -> int:
+    """Append one entry for ``model`` (None: store-wide), linked to ``incident_id`` — by default the
+    model's newest open incident, if any."""
+    linked = open_incident_id(t, model) if incident_id is _OPEN else incident_id
     return t.insert("audit_log", {"ts": ts, "actor": actor, "verb": verb, "args": scrub(args), "reason": reason,
                                   "outcome": outcome, "detail": dict(detail or {}), "model": model,
-                                  "incident_id": open_incident_id(t, model)})
+                                  "incident_id": linked})
 
 
 def query(t: Tx, *, model: str | None = None, verb: str | None = None, actor: str | None = None,

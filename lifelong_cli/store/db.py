@@ -1,11 +1,10 @@
 """Opening the state store and running work in transactions.
 
-Two doors onto one database. ``tx()`` is the fast one: a DB-API connection with plain SQL
-(``sql.py``), used by the emergency verbs and ``status`` so they never import SQLAlchemy.
-``transaction()``/``read()`` give a SQLAlchemy Core connection for the heavier planes and for
-migrations. Both take the same locks: on SQLite a write transaction is ``BEGIN IMMEDIATE`` (WAL
-mode, busy timeout), so concurrent writers queue instead of failing half-way; on PostgreSQL writers
-lock the singleton rows they change (``SELECT … FOR UPDATE``)."""
+One door for the work: ``tx()``, a DB-API connection with plain SQL (``sql.py``), used by every
+store module so that no command pays for importing SQLAlchemy. SQLAlchemy's ``engine`` serves the
+schema and the migrations only. On SQLite a write transaction is ``BEGIN IMMEDIATE`` (WAL mode, busy
+timeout), so concurrent writers queue instead of failing half-way; on PostgreSQL writers lock the
+model's rows they change (``SELECT … FOR UPDATE``)."""
 
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ from lifelong_cli.errors import ConfigError, StoreOutdatedError, StoreUnavailabl
 from lifelong_cli.store.sql import Tx
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.engine import Engine
 
 HEAD_REVISION = "0003"  # the newest migration; a test keeps it equal to Alembic's head
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -145,35 +144,6 @@ class Store:
 
             return engine
         return create_engine(self.url, connect_args={"connect_timeout": 5})
-
-    @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """One SQLAlchemy write transaction: committed when the block ends, rolled back on any error."""
-        with self._connect(write=True) as conn, conn.begin():
-            yield conn
-
-    @contextmanager
-    def read(self) -> Iterator[Connection]:
-        """A SQLAlchemy read-only snapshot (on SQLite it does not take the write lock)."""
-        with self._connect(write=False) as conn, conn.begin():
-            yield conn
-
-    @contextmanager
-    def _connect(self, *, write: bool) -> Iterator[Connection]:
-        from sqlalchemy.exc import DBAPIError, OperationalError
-
-        try:
-            conn = self.engine.connect()
-        except (OperationalError, DBAPIError) as exc:
-            raise self._unavailable(exc) from exc
-        try:
-            if self.dialect == "sqlite":
-                conn = conn.execution_options(llctl_write=write)
-            yield conn
-        except OperationalError as exc:
-            raise self._unavailable(exc, "error talking to") from exc
-        finally:
-            conn.close()
 
     def upgrade(self, model_name: str | None = None) -> tuple[str | None, str]:
         """Apply pending migrations; returns (revision before, revision after). ``model_name`` names

@@ -60,17 +60,16 @@ def notes(t: Tx, incident_id: int) -> list[dict[str, Any]]:
 
 
 def close(t: Tx, incident: dict[str, Any], *, now: datetime, actor: str, summary: str | None) -> bool:
-    """Close it, and record the closing on its own timeline; False if it was closed already. (``audit.append``
-    links an entry to the newest *open* incident: after the UPDATE that is no longer this one, and may be
-    another one.) The entry names the incident's model (none for a store-wide incident)."""
+    """Close it, and record the closing on its own timeline (after the UPDATE it is no longer the open
+    incident an entry would link to by default); False if it was closed already. The entry names the
+    incident's model (none for a store-wide incident)."""
     iid = incident["id"]
     cur = t.execute("UPDATE incidents SET status = 'closed', closed_at = :now, closed_by = :by, summary = :s "
                     "WHERE id = :i AND status = 'open'", {"now": now, "by": actor, "s": summary, "i": iid})
     if cur.rowcount != 1:
         return False
-    t.insert("audit_log", {"ts": now, "actor": actor, "verb": "incident close", "args": audit.scrub({"incident": iid}),
-                           "reason": summary, "outcome": "ok", "detail": {"incident": iid}, "incident_id": iid,
-                           "model": incident["model"]})
+    audit.append(t, model=incident["model"], ts=now, actor=actor, verb="incident close", args={"incident": iid},
+                 reason=summary, outcome="ok", detail={"incident": iid}, incident_id=iid)
     return True
 
 

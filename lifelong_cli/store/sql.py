@@ -1,11 +1,9 @@
-"""A thin layer over the DB-API driver for the paths that must start fast.
+"""A thin layer over the DB-API driver: the one door every store module uses.
 
-`import sqlalchemy` costs more than a third of an emergency verb's budget, so the state that
-stop-training, resume, status, fallback and rollback touch is read and written here with plain
-parameterised SQL (``:name`` parameters, on sqlite3 or psycopg). Values are stored exactly as the
+`import sqlalchemy` costs more than a third of an emergency verb's budget, so state is read and
+written here with plain parameterised SQL (``:name`` parameters, on sqlite3 or psycopg). Values are stored exactly as the
 SQLAlchemy schema in ``schema.py`` stores them, so both layers read each other's rows; a test
-checks that. A ``Tx`` can also wrap the DB-API connection under a SQLAlchemy transaction, so heavy
-ops append their audit entry in the same transaction as their change."""
+checks that."""
 
 from __future__ import annotations
 
@@ -25,11 +23,6 @@ class Tx:
     def __init__(self, dbapi_conn: Any, dialect: str) -> None:
         self.raw = dbapi_conn
         self.dialect = dialect
-
-    @classmethod
-    def from_sa(cls, sa_conn: Any) -> Tx:
-        """The DB-API connection under a SQLAlchemy connection, in its transaction."""
-        return cls(sa_conn.connection.dbapi_connection, sa_conn.dialect.name)
 
     @property
     def postgres(self) -> bool:

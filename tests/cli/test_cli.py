@@ -137,3 +137,13 @@ def test_help_lists_exit_codes(cli):
     r = cli("--help")
     assert r.code == 0
     assert "8 declined" in r.stdout.replace("\n", " ") or "8 declined" in r.stdout
+
+
+def test_stop_training_all_models_json_lists_each_model(cli, workspace, cli_env):
+    assert run_cli(["--model", "other", "init", str(workspace)], cwd=workspace, env=cli_env).code == 0
+    r = cli("stop-training", "--all-models", "--reason", "shared upstream", "--json")
+    assert r.code == 0, r.stderr
+    doc = r.json()
+    assert [(m["model"], m["changed"]) for m in doc["models"]] == [("demo", True), ("other", True)]
+    r = cli("--model", "other", "status", "--json")
+    assert r.json()["training"]["stopped"] is True

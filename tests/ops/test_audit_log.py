@@ -26,7 +26,7 @@ def other(ctx, make_ctx):
 @pytest.mark.parametrize("stmt", [update(audit_log).values(reason="rewritten"), delete(audit_log)])
 def test_audit_rows_cannot_be_updated_or_deleted(ctx, stmt):
     stop_training(ctx, reason="x")
-    with pytest.raises((DBAPIError, UnavailableError)), ctx.store.transaction() as c:
+    with pytest.raises((DBAPIError, UnavailableError)), ctx.store.engine.begin() as c:
         c.execute(stmt)
     assert [e["reason"] for e in audit(ctx, verb="stop-training").entries] == ["x"]
 

@@ -85,3 +85,42 @@ def test_resume_roll_through_relaxes_the_drift_slo_and_purges_nothing(ctx):
     assert e["args"]["roll_through"] is True and e["detail"]["drift_relaxed_hours"] == 24
     with ctx.store.tx(write=False) as t:
         assert t.scalar("SELECT count(*) FROM purge_rules") == 0
+
+
+def _with_other(ctx, make_ctx):
+    from lifelong_cli.store import models
+
+    with ctx.store.tx() as t:
+        models.add(t, name="other", actor="tester", now=ctx.now(), data_prefix="other")
+    return make_ctx(overrides={"model.name": "other"})
+
+
+def test_stop_training_of_one_model_leaves_the_other_training(ctx, make_ctx):
+    other = _with_other(ctx, make_ctx)
+    stop_training(ctx, reason="demo's upstream")
+    assert status(ctx).training["stopped"] is True
+    assert status(other).training["stopped"] is False
+    assert not resume(other).changed
+
+
+def test_stop_training_all_models_stops_each_with_its_own_audit_entry(ctx, make_ctx):
+    from lifelong_cli.ops.stop_training import stop_training_all_models
+
+    other = _with_other(ctx, make_ctx)
+    stop_training(other, reason="earlier")
+    r = stop_training_all_models(ctx, reason="shared upstream broken")
+    assert {m.model: m.changed for m in r.models} == {"demo": True, "other": False}
+    assert r.changed and "1 of 2" in r.message
+    for c, outcome in ((ctx, "ok"), (other, "noop")):
+        assert status(c).training["stopped"] is True
+        (e,) = [e for e in audit(c, verb="stop-training").entries if e["reason"] == "shared upstream broken"]
+        assert e["model"] == c.model and e["outcome"] == outcome and e["args"]["all_models"] is True
+
+
+def test_stop_training_all_models_dry_run_changes_nothing(ctx, make_ctx):
+    from lifelong_cli.ops.stop_training import stop_training_all_models
+
+    other = _with_other(ctx, make_ctx)
+    r = stop_training_all_models(ctx, reason="x", dry_run=True)
+    assert r.dry_run and not r.changed and [m.model for m in r.models] == ["demo", "other"]
+    assert not status(ctx).training["stopped"] and not status(other).training["stopped"]

@@ -15,7 +15,7 @@ Revises: 0002
 import sqlalchemy as sa
 from alembic import context, op
 
-from lifelong_cli.store.schema import BigId, UTCDateTime  # noqa: F401  (BigId kept for symmetry with 0002)
+from lifelong_cli.store.schema import UTCDateTime
 
 revision = "0003"
 down_revision = "0002"
