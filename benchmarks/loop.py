@@ -32,6 +32,8 @@ repetitions. Targets (issue 10, item 5):
     .venv/bin/python benchmarks/loop.py --quick          # 2,000 vs 50,000 rows, 2 repetitions
     .venv/bin/python benchmarks/loop.py --cli            # the steps as `llctl` processes
     .venv/bin/python benchmarks/loop.py --golden-rows 2000   # a golden set of fixed size
+    .venv/bin/python benchmarks/loop.py --cli --workdir /tmp/loop   # set up once; later runs reuse it
+                                                                    # (each loop adds a batch to the history)
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -58,6 +61,12 @@ TARGET_SECONDS = 3.0
 STEPS = ("ingest examples", "ingest labels", "train", "validate")
 T0 = 1_790_000_000  # 2026-09-21, seconds since the epoch: history rows count up from here
 HEX = np.array([f"{i:02x}" for i in range(256)], dtype="S2")
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process and its finished children (the `llctl` processes)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def say(msg: str) -> None:
@@ -93,8 +102,18 @@ class Workspace:
         from lifelong_cli.ops.init import init
         from lifelong_cli.ops.train import train
 
-        self.name, self.history, self.dir = name, history, root / name
+        self.name, self.history, self.dir, self.golden_rows = name, history, root / name, golden_rows
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LLCTL_")}
+        self.state = self.dir / "bench-state.json"  # a set-up workspace (--workdir): how far its rows got
+        if self.state.exists():
+            st = json.loads(self.state.read_text())
+            if (st["history"], st["golden_rows"]) != (history, golden_rows):
+                raise SystemExit(f"{self.dir} was set up for another history or golden set: use another --workdir")
+            self.ctx = AppContext(cwd=self.dir, env=self.env, actor="bench")
+            self.next_row, self.seed, self.n = st["next_row"], seed, st["n"]
+            self.reused = self.n
+            say(f"  {name}: reusing {self.dir} ({history:,} rows of history, {self.n} loops run before)")
+            return
         self.dir.mkdir()
         init(AppContext(cwd=root, env=self.env, actor="bench"), directory=str(self.dir))
         if golden_rows:
@@ -125,7 +144,12 @@ class Workspace:
             raise SystemExit(f"{name}: first train: {tr.message}")
         say(f"  {name}: {history:,} rows of history in {files} files ingested in {t1 - t0:.1f} s, "
             f"v{tr.version} trained on {tr.rows_new:,} rows in {time.perf_counter() - t1:.1f} s")
-        self.n = 0
+        self.n = self.reused = 0
+        self._save()
+
+    def _save(self) -> None:
+        self.state.write_text(json.dumps({"history": self.history, "golden_rows": self.golden_rows,
+                                          "next_row": self.next_row, "n": self.n}))
 
     def cli(self, *args: str, ok: tuple[int, ...] = (0,)) -> dict:
         """Run `llctl ARGS --json` in the workspace; its JSON result."""
@@ -161,29 +185,31 @@ class Workspace:
         pcsv.write_csv(examples, ex_path)
         pcsv.write_csv(labels, lab_path)
         out: dict[str, float] = {}
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         r = ingest(self.ctx, path=str(ex_path), source="stream")
-        out["ingest examples"] = time.perf_counter() - t0
+        out["ingest examples"], out["ingest examples cpu"] = time.perf_counter() - t0, cpu_seconds() - c0
         if r.status != "accepted" or r.rows_accepted != batch:
             raise SystemExit(f"{self.name}: ingest: {r.message}")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         r = ingest(self.ctx, path=str(lab_path), kind="labels", source="stream")
-        out["ingest labels"] = time.perf_counter() - t0
-        if r.status != "accepted" or r.rows_trainable != batch:
+        out["ingest labels"], out["ingest labels cpu"] = time.perf_counter() - t0, cpu_seconds() - c0
+        if r.status != "accepted" or r.rows_trainable + r.rows_holdout != batch:  # the hold-out is not trainable
             raise SystemExit(f"{self.name}: ingest labels: {r.message}")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         tr = train(self.ctx)
-        out["train"] = time.perf_counter() - t0
+        out["train"], out["train cpu"] = time.perf_counter() - t0, cpu_seconds() - c0
         if tr.status != "trained":
             raise SystemExit(f"{self.name}: train: {tr.message}")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         v = validate(self.ctx, version=tr.version)
-        out["validate"] = time.perf_counter() - t0
+        out["validate"], out["validate cpu"] = time.perf_counter() - t0, cpu_seconds() - c0
         out["total"] = sum(out[s] for s in STEPS)
+        out["total cpu"] = sum(out[f"{s} cpu"] for s in STEPS)
         self.last = {"rows_new": tr.rows_new, "rows_replay": tr.rows_replay, "golden_rows": v.golden_rows,
                      "verdict": v.verdict, "version": tr.version}
         ex_path.unlink()
         lab_path.unlink()
+        self._save()
         return out
 
     def close(self) -> None:
@@ -202,12 +228,18 @@ def main() -> int:
                     help="no hold-out; an imported golden set of N rows in both workspaces (default: the hold-out)")
     ap.add_argument("--cli", action="store_true", help="run the steps as `llctl` processes, not ops in this one")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (printed) for inspection")
+    ap.add_argument("--workdir", metavar="DIR",
+                    help="set the workspaces up in DIR and keep them; a later run with the same DIR reuses them")
     args = ap.parse_args()
     if args.quick:
         args.small, args.large, args.reps = 2000, 50_000, 2
     if min(args.small, args.large, args.batch, args.files, args.reps) < 1:
         ap.error("--small, --large, --batch, --files and --reps must be at least 1")
-    tmp = Path(tempfile.mkdtemp(prefix="llctl-bench-loop-"))
+    if args.workdir:
+        tmp = Path(args.workdir).resolve()
+        tmp.mkdir(parents=True, exist_ok=True)
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="llctl-bench-loop-"))
     times: dict[str, list[dict[str, float]]] = {"small": [], "large": []}
     spaces: dict[str, Workspace] = {}
     t_all = time.perf_counter()
@@ -222,17 +254,18 @@ def main() -> int:
                 t = spaces[name].loop(args.batch, args.cli)
                 times[name].append(t)
                 say(f"  {name} loop {i + 1}: " + ", ".join(f"{s} {t[s]:.2f}" for s in STEPS)
-                    + f" = {t['total']:.2f} s")
+                    + f" = {t['total']:.2f} s wall, {t['total cpu']:.2f} s CPU")
         last = {name: ws.last for name, ws in spaces.items()}
     finally:
         for ws in spaces.values():
             ws.close()
-        if args.keep:
+        if args.keep or args.workdir:
             say(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    med = {name: {s: statistics.median(t[s] for t in ts) for s in (*STEPS, "total")} for name, ts in times.items()}
+    keys = [k for s in (*STEPS, "total") for k in (s, f"{s} cpu")]
+    med = {name: {s: statistics.median(t[s] for t in ts) for s in keys} for name, ts in times.items()}
     ratio = med["large"]["total"] / med["small"]["total"]
     worst = max(med["small"]["total"], med["large"]["total"])
     how = "`llctl` processes" if args.cli else "ops in process"
@@ -241,11 +274,17 @@ def main() -> int:
     print(f"the per-batch loop ({how}): a {args.batch:,}-row batch with {args.small:,} vs {args.large:,} rows "
           f"of history ({args.files} files each); {golden}; median of {args.reps} interleaved loops; "
           f"{os.cpu_count()} cores; {time.perf_counter() - t_all:.0f} s in all")
+    if any(ws.reused for ws in spaces.values()):
+        print("  reused workspaces (--workdir): their history grew by " + ", ".join(
+            f"{ws.reused * args.batch:,} rows ({name})" for name, ws in spaces.items()) + " since set-up")
     print()
-    print(f"{'step':<18}{'history ' + format(args.small, ','):>20}{'history ' + format(args.large, ','):>20}{'ratio':>9}")
+    print(f"{'step':<18}{'history ' + format(args.small, ','):>20}{'history ' + format(args.large, ','):>20}{'ratio':>9}"
+          f"{'CPU s, small':>16}{'CPU s, large':>14}")
     for s in (*STEPS, "total"):
         a, b = med["small"][s], med["large"][s]
-        print(f"{s:<18}{a:>18.3f} s{b:>18.3f} s{b / a:>8.2f}×")
+        print(f"{s:<18}{a:>18.3f} s{b:>18.3f} s{b / a:>8.2f}×{med['small'][s + ' cpu']:>16.3f}{med['large'][s + ' cpu']:>14.3f}")
+    print("  (CPU s: user + system seconds of the step — this process and the `llctl` processes it ran — the figure "
+          "least moved by other work on a shared machine)")
     for name in ("small", "large"):
         d = last[name]
         print(f"  last {name} loop: v{d['version']} trained on {d['rows_new']:,} new + {d['rows_replay']:,} replayed rows; "

@@ -100,22 +100,55 @@ class EwcSettings(_Section):
     fisher_samples: int = Field(1000, ge=10)
 
 
+class PreprocessSettings(_Section):
+    scale_floor: float = Field(0.0, ge=0.0, description="smallest scale, as a share of |mean| (0: none)")
+    clip: float | None = Field(5.0, gt=0.0, description="standardised values clipped to ±clip; null = no clipping")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration_seconds(value: str) -> float:
+    """``30m``, ``6h``, ``2d`` → seconds (the value was validated by the config)."""
+    m = _DURATION.match(value)
+    if not m:
+        raise ValueError(f"{value!r} is not a duration such as 30m, 6h or 2d")
+    return float(m.group(1)) * _DURATION_SECONDS[m.group(2)]
+
+
 class TrainingSettings(_Section):
     strategy: Literal["naive", "replay", "ewc", "ewc+replay"] = "ewc+replay"
-    epochs: int = Field(5, ge=1)
+    # null: adapt to the increment (min_steps .. max_epochs, early stopping); a number: exactly that many passes
+    epochs: int | None = Field(None, ge=1)
+    min_steps: int = Field(300, ge=0)
+    max_epochs: int = Field(100, ge=1)
+    patience: int = Field(5, ge=1)
+    validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    min_validation_rows: int = Field(20, ge=1)
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(1e-3, gt=0.0)
+    continued_lr_factor: float = Field(0.3, gt=0.0, le=1.0)
     grad_clip: float = Field(1.0, gt=0.0)
     shuffle_buffer: int = Field(10_000, ge=1)
     frozen_layers: list[str] = Field(default_factory=list)
     max_rows: int | None = Field(None, ge=1)
     seed: int = 0
     threads: int = Field(1, ge=1, le=256)
+    preprocess: PreprocessSettings = PreprocessSettings()
     replay: ReplaySettings = ReplaySettings()
     ewc: EwcSettings = EwcSettings()
     fallback_lookup_key: str | None = None
     lease_ttl_seconds: float = Field(30.0, gt=0.0)
     heartbeat_seconds: float = Field(1.0, gt=0.0)
+    min_new_rows: int = Field(1000, ge=1)
+    max_wait: str = "24h"
+
+    @field_validator("max_wait")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        duration_seconds(v)
+        return v.strip()
 
 
 class ValidationSettings(_Section):
@@ -126,6 +159,9 @@ class ValidationSettings(_Section):
     parity_tolerance: float = Field(1e-4, gt=0.0)
     collapse_share: float = Field(0.99, gt=0.0, le=1.0)
     min_slice_rows: int = Field(20, ge=1)
+    # The candidate on the hold-out of the data new since its baseline (not part of the golden set):
+    # an accuracy this far below the golden one says the new labels disagree with everything before.
+    max_new_data_drop: float = Field(0.25, ge=0.0, le=1.0)
 
     @field_validator("min_metrics")
     @classmethod

@@ -9,10 +9,14 @@ from pathlib import Path
 TMP_SUFFIX = ".llctl-tmp"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None) -> None:
+    """``data`` into ``path`` whole or not at all (readers never see it half-written: the temp name
+    is a dot file ending in ``TMP_SUFFIX``); ``mode``: its permissions (mkstemp's are 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 
 from lifelong_cli import __version__
-from lifelong_cli.cli import control, data, incident, release, status, train, workspace
+from lifelong_cli.cli import control, data, incident, metrics, release, status, train, workspace
+from lifelong_cli.cli._lean_imports import keep_pandas_out
 from lifelong_cli.context import AppContext
 from lifelong_cli.errors import EXIT_CODES, INTERRUPTED, USAGE
 
@@ -71,6 +72,7 @@ app.command("models")(workspace.models)
 app.command("demo")(workspace.demo)
 app.command("ingest")(data.ingest)
 app.add_typer(data.quarantine_app, name="quarantine")
+app.add_typer(data.labels_app, name="labels")
 app.command("drift")(data.drift)
 app.command("purge-data")(data.purge_data)
 app.command("train")(train.train)
@@ -84,6 +86,7 @@ app.add_typer(release.feedback_app, name="feedback")
 app.add_typer(incident.incident_app, name="incident")
 app.add_typer(incident.playbook_app, name="playbook")
 app.command("check")(incident.check)
+app.command("metrics")(metrics.metrics)
 app.add_typer(workspace.config_app, name="config")
 app.add_typer(workspace.db_app, name="db")
 app.add_typer(workspace.registry_app, name="registry")
@@ -93,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: usage errors become exit 2 (as JSON too under --json), Ctrl-C exit 130."""
     # pydantic scans every installed distribution for plugins on first use (~10 ms); llctl uses none.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    keep_pandas_out()
     args = sys.argv[1:] if argv is None else argv
     try:
         rv = app(args=args, prog_name="llctl", standalone_mode=False)
@@ -114,17 +118,26 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def entry() -> None:
-    """The console script. After a command that loaded torch, skip the interpreter's slow teardown
-    (over a second): everything is committed and fsynced by then, and exit handlers still run."""
+    """The console script. Skip the interpreter's slow teardown (over a second after torch, 0.3 s
+    after pyarrow and onnxruntime) once no other thread needs it: everything is committed and
+    fsynced by then (the op's context is closed), and exit handlers still run."""
     try:
         main()
     except SystemExit as exc:
-        if "torch" not in sys.modules:
+        import threading
+
+        others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+        if others and "torch" not in sys.modules:
             raise
         import atexit
 
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)  # what the interpreter's own exit would print
         atexit._run_exitfuncs()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (BrokenPipeError, ValueError):  # its reader has gone (`llctl audit | head -1`): nothing to tell
+                continue
         os._exit(code)

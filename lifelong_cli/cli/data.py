@@ -10,6 +10,7 @@ from lifelong_cli.cli._common import DryRunOpt, JsonOpt, YesOpt, app_ctx, confir
 from lifelong_cli.errors import UsageError
 
 quarantine_app = typer.Typer(help="Rows that failed validation, with their reasons.", no_args_is_help=True)
+labels_app = typer.Typer(help="An example's labels: every delivery, and the one training uses.", no_args_is_help=True)
 
 
 def ingest(
@@ -69,8 +70,9 @@ def _render_ingest(ctx, r) -> None:
     t.add_column()
     t.add_row("rows read / accepted", f"{r.rows_read} / {r.rows_accepted}")
     t.add_row("quarantined / duplicate", f"{r.rows_quarantined} ({r.bad_fraction:.1%}, limit {r.max_bad_fraction:.0%}) / {r.rows_duplicate}")
-    t.add_row("trainable now" if r.kind == "examples" else "labels joined / waiting",
-              str(r.rows_trainable) if r.kind == "examples" else f"{r.rows_trainable} / {r.labels_waiting}")
+    t.add_row("trainable now / hold-out" if r.kind == "examples" else "labels in use: trainable / hold-out / waiting",
+              f"{r.rows_trainable} / {r.rows_holdout}" if r.kind == "examples"
+              else f"{r.rows_trainable} / {r.rows_holdout} / {r.labels_waiting}")
     t.add_row("event time", f"{when(r.event_time_min)} … {when(r.event_time_max)}")
     if r.top_reasons:
         t.add_row("top reasons", "; ".join(f"{k} ×{v}" for k, v in r.top_reasons.items()))
@@ -219,3 +221,36 @@ def purge_data(
             ctx.say(f"next: {r.next}")
 
     run(ctx, go, render)
+
+
+@labels_app.command("show")
+def labels_show(
+    tctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="The example's key (the data.key column).")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Every delivery of an example's label — its own, then each labels or feedback batch naming it —
+    with when and from which source, and which one training uses (the newest not dropped by a purge
+    rule). Exit 4 when the model has never seen the key.
+
+    Example: llctl labels show user-000123"""
+    from lifelong_cli.ops.labels import labels_show as op
+
+    ctx = app_ctx(tctx, json_out=json_out)
+
+    def render(ctx, r) -> None:
+        from rich.table import Table
+
+        ctx.say(r.message)
+        t = Table("batch", "kind", "source")
+        t.add_column("ingested", no_wrap=True)
+        t.add_column("label")
+        t.add_column("status")
+        for d in r.deliveries:
+            t.add_row(str(d["batch"]), d["kind"], d["source"], when(d["ingested_at"]),
+                      "-" if d["label"] is None else str(d["label"]), d["status"])
+        ctx.out().print(t)
+        if r.next:
+            ctx.say(f"next: {r.next}")
+
+    run(ctx, lambda: op(ctx, key=key), render)

@@ -14,15 +14,20 @@ versions_app = typer.Typer(help="Model versions: list, or show one with its line
 def train(
     tctx: typer.Context,
     strategy: Annotated[str | None, typer.Option("--strategy", help="naive | replay | ewc | ewc+replay (default: training.strategy).")] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Passes over the new data (default: training.epochs).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Exactly this many passes over the new data (default: "
+                                               "training.epochs; null there adapts to the increment).")] = None,
     max_rows: Annotated[int | None, typer.Option("--max-rows", help="Train on at most this many new rows (whole batches).")] = None,
+    if_due: Annotated[bool, typer.Option("--if-due", help="Train only when due: training.min_new_rows new rows, or "
+                                         "training.max_wait since the last train; else exit 0 saying why not.")] = False,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Train the model's next version from its training head on the rows that became trainable since
     its watermark (purged and quarantined rows never included). Refused while the model's training
     is stopped or another trainer of it runs (exit 5); a stop-training mid-run ends it without a
-    version. Other models in the store are not touched (--model picks the one)."""
+    version. Other models in the store are not touched (--model picks the one). With --if-due (for a
+    job run every few minutes) it trains only when enough new rows arrived or the model is getting
+    stale, and otherwise exits 0 with "not due" and the figures."""
     from lifelong_cli.ops.train import train as op
 
     ctx = app_ctx(tctx, json_out=json_out)
@@ -32,7 +37,8 @@ def train(
         if r.next:
             ctx.say(f"next: {r.next}")
 
-    run(ctx, lambda: op(ctx, strategy=strategy, epochs=epochs, max_rows=max_rows, dry_run=dry_run), render)
+    run(ctx, lambda: op(ctx, strategy=strategy, epochs=epochs, max_rows=max_rows, dry_run=dry_run,
+                          if_due=if_due), render)
 
 
 @versions_app.callback()

@@ -2,9 +2,20 @@
 
 It runs no query: the caller reads the model's batch references and purge rules from the store
 (``store.batches.for_reading``, ``store.purge_rules.active``) and passes them in. Examples are
-joined with labels that arrived later (labels batches override an example's own label; each row's
-``_trainable_seq`` is the ingest sequence at which it became trainable), and every purge rule given
-is applied: a purged row never comes out of here."""
+joined with labels that arrived later, and every purge rule given is applied: a purged row never
+comes out of here.
+
+Labels. Every delivery of a label is kept: the example's own label (in its examples batch) and each
+row of a labels or feedback batch naming its key. The **effective label** of an example is the one
+of its newest delivery (the highest batch id, i.e. the latest ingested) that no purge rule drops,
+else its own label; each row's ``_label_batch`` names that delivery and ``_trainable_seq`` is the
+ingest sequence at which the row became trainable with it. A purge rule is read two ways:
+
+* it **hides example rows** whose own batch, source, event time and ``where`` match it;
+* it **drops deliveries** — a rule naming a batch or a source drops the label rows of the labels
+  and feedback batches that match (the row's event time and ``where`` are checked too), and the
+  example falls back to its previous delivery. Purging a relabel therefore restores the labels it
+  replaced; undoing the purge brings the relabel back."""
 
 from __future__ import annotations
 
@@ -35,23 +46,45 @@ class PurgeRule:
     spec: dict[str, Any]
 
     def mask(self, table: pa.Table, schema: DataSchema) -> pa.Array:
-        """True where this rule hides the row (all given conditions hold)."""
+        """True where this rule hides the example row (all given conditions hold for the row's own
+        batch and source)."""
+        s = self.spec
+        m = self._row_conditions(table, schema)
+        if s.get("source"):
+            m = pc.and_(m, pc.equal(table[SOURCE], s["source"]))
+        if s.get("batch") is not None:
+            m = pc.and_(m, pc.equal(table[BATCH], int(s["batch"])))
+        return pc.fill_null(m, False)
+
+    def drops(self, table: pa.Table, schema: DataSchema, sources: Mapping[int, str]) -> pa.Array:
+        """True where this rule drops the row's current label delivery (``_label_batch``): it names
+        a batch or a source, that batch (or that batch's source, from ``sources``: batch id -> source)
+        is the delivery's, and the row's event time and ``where`` match."""
+        s = self.spec
         n = table.num_rows
-        m = pa.array(np.ones(n, dtype=bool))
+        if (s.get("batch") is None and not s.get("source")) or LABEL_BATCH not in table.column_names:
+            return pa.array(np.zeros(n, dtype=bool))
+        lb = table[LABEL_BATCH]
+        m = pc.and_(self._row_conditions(table, schema), pc.is_valid(lb))
+        if s.get("batch") is not None:
+            m = pc.and_(m, pc.equal(lb, int(s["batch"])))
+        if s.get("source"):
+            ids = [b for b, src in sources.items() if src == s["source"]]
+            m = pc.and_(m, pc.is_in(lb, value_set=pa.array(ids, pa.int64())))
+        return pc.fill_null(m, False)
+
+    def _row_conditions(self, table: pa.Table, schema: DataSchema) -> pa.Array:
+        """The conditions on the row itself (event time, ``where``)."""
+        m = pa.array(np.ones(table.num_rows, dtype=bool))
         s = self.spec
         if s.get("from"):
             m = pc.and_(m, pc.greater_equal(table[schema.event_time], pa.scalar(_ts(s["from"]), TS_TYPE)))
         if s.get("to"):
             m = pc.and_(m, pc.less(table[schema.event_time], pa.scalar(_ts(s["to"]), TS_TYPE)))
-        if s.get("source"):
-            m = pc.and_(m, pc.equal(table[SOURCE], s["source"]))
-        if s.get("batch") is not None:
-            b = int(s["batch"])
-            m = pc.and_(m, pc.or_(pc.equal(table[BATCH], b), pc.fill_null(pc.equal(table[LABEL_BATCH], b), False)))
         if s.get("where"):
             pred = parse(s["where"], schema.predicate_columns())
             m = pc.and_(m, pred.mask(table))
-        return pc.fill_null(m, False)
+        return m
 
 
 def _ts(v: str) -> datetime:
@@ -119,25 +152,19 @@ def read_rows(data: DataStore, schema: DataSchema, refs: Sequence[BatchRef],
     ids = None if batch_ids is None else set(batch_ids)
     ex_refs = [r for r in refs if r.kind == "examples" and (ids is None or r.id in ids)]
     return _joined(load_examples(data, ex_refs, schema, columns), load_labels(data, refs, schema), schema,
-                   rules_of(rules), trainable_only=trainable_only, seq_from=seq_from, seq_to=seq_to, holdout=holdout)
+                   rules_of(rules), trainable_only=trainable_only, seq_from=seq_from, seq_to=seq_to, holdout=holdout,
+                   data=data, refs=refs)
 
 
 def _joined(t: pa.Table, labels: pa.Table, schema: DataSchema, rules: list[PurgeRule], *, trainable_only: bool,
-            seq_from: int | None, seq_to: int | None, holdout: str) -> pa.Table:
-    """Example rows ``t`` with their late labels joined, filtered (see ``read_rows``); the rows keep
-    their order (batch by batch, each in its segment's order)."""
-    if labels.num_rows:
-        at = pc.index_in(t[schema.key], value_set=labels[schema.key])
-        late = labels["_late_label"].take(at)
-        t = t.append_column(LABEL_BATCH, labels[LABEL_BATCH].take(at))
-        merged = pc.coalesce(late, t[schema.label])
-        seq = pc.if_else(pc.is_valid(late), pc.max_element_wise(t[BATCH], t[LABEL_BATCH]),
-                         pc.if_else(pc.is_valid(t[schema.label]), t[BATCH], pa.scalar(None, pa.int64())))
-        t = t.set_column(t.schema.get_field_index(schema.label), schema.label, merged)
-    else:
-        t = t.append_column(LABEL_BATCH, pa.nulls(t.num_rows, pa.int64()))
-        seq = pc.if_else(pc.is_valid(t[schema.label]), t[BATCH], pa.scalar(None, pa.int64()))
-    t = t.append_column(TRAINABLE_SEQ, seq)
+            seq_from: int | None, seq_to: int | None, holdout: str, data: DataStore,
+            refs: Sequence[BatchRef], upto: int | None = None) -> pa.Table:
+    """Example rows ``t`` with their late labels joined (``labels``: the newest delivery of each
+    key), the deliveries the rules drop replaced by the previous ones, filtered (see
+    ``read_rows``); the rows keep their order (batch by batch, each in its segment's order)."""
+    t = _with_labels(t, labels, schema)
+    if rules:
+        t = _redeliver(data, schema, refs, t, rules, upto=upto)
     keep = pa.array(np.ones(t.num_rows, dtype=bool))  # every condition into one mask, then one filter
     if trainable_only:
         keep = pc.and_(keep, pc.is_valid(t[schema.label]))
@@ -152,6 +179,98 @@ def _joined(t: pa.Table, labels: pa.Table, schema: DataSchema, rules: list[Purge
     if rules:
         keep = pc.and_(keep, pc.invert(purge_mask(t, rules, schema)))
     return t.filter(keep)
+
+
+def _with_labels(t: pa.Table, labels: pa.Table, schema: DataSchema, own: pa.Array | None = None) -> pa.Table:
+    """``t`` with the delivery of ``labels`` (one per key: key, _late_label, _label_batch) joined:
+    the label column becomes the delivered label, else the example's own (``own``, else the
+    column as it is), ``_label_batch`` the delivery and ``_trainable_seq`` its sequence."""
+    own = t[schema.label] if own is None else own
+    if labels.num_rows:
+        at = pc.index_in(t[schema.key], value_set=labels[schema.key])
+        late = labels["_late_label"].take(at).cast(own.type)
+        lb = labels[LABEL_BATCH].take(at)
+        merged = pc.coalesce(late, own)
+        seq = pc.if_else(pc.is_valid(late), pc.max_element_wise(t[BATCH], lb),
+                         pc.if_else(pc.is_valid(own), t[BATCH], pa.scalar(None, pa.int64())))
+    else:
+        lb = pa.nulls(t.num_rows, pa.int64())
+        merged = own
+        seq = pc.if_else(pc.is_valid(own), t[BATCH], pa.scalar(None, pa.int64()))
+    t = t.set_column(t.schema.get_field_index(schema.label), schema.label, merged)
+    for name, col in ((LABEL_BATCH, lb), (TRAINABLE_SEQ, seq)):
+        i = t.schema.get_field_index(name)
+        t = t.set_column(i, name, col) if i >= 0 else t.append_column(name, col)
+    return t
+
+
+MAX_REDELIVERIES = 64
+
+
+def _redeliver(data: DataStore, schema: DataSchema, refs: Sequence[BatchRef], rows: pa.Table,
+               rules: list[PurgeRule], *, upto: int | None = None) -> pa.Table:
+    """``rows`` (labels joined) with every delivery the rules drop replaced by the newest one they
+    keep (or the example's own label): the other deliveries and the own labels of just the rows hit
+    are read through the key index, so this costs what the rules hit, not the history."""
+    sources = {r.id: r.source for r in refs}
+    hit = delivery_mask(rows, rules, schema, sources)
+    idx = np.flatnonzero(hit.to_numpy(zero_copy_only=False))
+    if len(idx) == 0:
+        return rows
+    sub = rows.take(pa.array(idx))
+    keys = sub[schema.key]
+    every = all_labels_for(data, schema, refs, keys, upto=upto)
+    mine = examples_for(data, schema, refs, keys, columns=[schema.key, schema.label])
+    own = mine[schema.label].take(pc.index_in(keys, value_set=mine[schema.key])).cast(sub.schema.field(schema.label).type)
+    dropped = pa.table({schema.key: pa.array([], pa.string()), LABEL_BATCH: pa.array([], pa.int64())})
+    for _ in range(MAX_REDELIVERIES):
+        gone = sub.filter(delivery_mask(sub, rules, schema, sources)).select([schema.key, LABEL_BATCH])
+        if gone.num_rows == 0:
+            break
+        dropped = pa.concat_tables([dropped, gone.cast(dropped.schema)])
+        alive = every.join(dropped, keys=[schema.key, LABEL_BATCH], join_type="left anti") if every.num_rows else every
+        sub = _with_labels(sub, _latest(alive, schema), schema, own=own)
+    # the rows back in their places: those not hit, then the re-delivered ones, in the original order
+    pos = "_row"
+    rest = rows.append_column(pos, pa.array(np.arange(rows.num_rows))).filter(pc.invert(hit))
+    sub = sub.append_column(pos, pa.array(idx.astype(np.int64))).cast(rest.schema)
+    out = pa.concat_tables([rest, sub])
+    return out.take(pc.sort_indices(out[pos])).drop_columns([pos])
+
+
+def delivery_mask(t: pa.Table, rules: Iterable[PurgeRule | Mapping[str, Any]], schema: DataSchema,
+                  sources: Mapping[int, str]) -> pa.Array:
+    """True where a rule drops the row's current label delivery (see ``PurgeRule.drops``)."""
+    m = pa.array(np.zeros(t.num_rows, dtype=bool))
+    for r in rules_of(rules):
+        m = pc.or_(m, r.drops(t, schema, sources))
+    return m
+
+
+def batch_rows(data: DataStore, schema: DataSchema, refs: Sequence[BatchRef],
+               rules: Iterable[PurgeRule | Mapping[str, Any]], t: pa.Table, batch: BatchRef) -> pa.Table:
+    """Rows ``t`` read from stored examples batch ``batch``'s segment as training reads them: late
+    labels joined, rules applied, trainable only (hold-out included)."""
+    t = t.append_column(BATCH, pa.array(np.full(t.num_rows, batch.id, np.int64)))
+    t = t.append_column(SOURCE, pa.array([batch.source] * t.num_rows, pa.string()))
+    return _joined(t, labels_for(data, schema, refs, t[schema.key]), schema, rules_of(rules), trainable_only=True,
+                   seq_from=None, seq_to=None, holdout="include", data=data, refs=refs)
+
+
+def apply_rules(data: DataStore, schema: DataSchema, refs: Sequence[BatchRef], rows: pa.Table,
+                rules: Iterable[PurgeRule | Mapping[str, Any]], *, upto: int | None = None,
+                trainable_only: bool = True) -> pa.Table:
+    """Rows read before purge rules (labels joined: a snapshot, ``read_new(rules=[])``) as the
+    ``rules`` make them: dropped deliveries replaced by the previous ones, hidden rows removed (and,
+    ``trainable_only``, rows left without a label)."""
+    rules = rules_of(rules)
+    if not rules or rows.num_rows == 0:
+        return rows
+    rows = _redeliver(data, schema, refs, rows, rules, upto=upto)
+    keep = pc.invert(purge_mask(rows, rules, schema))
+    if trainable_only:
+        keep = pc.and_(keep, pc.is_valid(rows[schema.label]))
+    return rows.filter(keep)
 
 
 def read_recent(data: DataStore, schema: DataSchema, refs: Sequence[BatchRef],
@@ -170,7 +289,7 @@ def read_recent(data: DataStore, schema: DataSchema, refs: Sequence[BatchRef],
                 t = t.append_column(BATCH, pa.array(np.full(t.num_rows, r.id, np.int64)))
                 t = t.append_column(SOURCE, pa.array([r.source] * t.num_rows, pa.string()))
                 t = _joined(t, labels_for(data, schema, refs, t[schema.key]), schema, rules, trainable_only=True,
-                            seq_from=None, seq_to=None, holdout="include")
+                            seq_from=None, seq_to=None, holdout="include", data=data, refs=refs)
                 if t.num_rows:
                     parts.append(t)
                     have += t.num_rows
@@ -180,7 +299,7 @@ def read_recent(data: DataStore, schema: DataSchema, refs: Sequence[BatchRef],
             break
     if not parts:
         return _joined(load_examples(data, [], schema, columns), load_labels(data, [], schema), schema, rules,
-                       trainable_only=True, seq_from=None, seq_to=None, holdout="include")
+                       trainable_only=True, seq_from=None, seq_to=None, holdout="include", data=data, refs=refs)
     out = pa.concat_tables(list(reversed(parts)), promote_options="permissive")
     return out.slice(max(0, out.num_rows - n))
 
@@ -214,7 +333,7 @@ def read_golden(data: DataStore, schema: DataSchema, refs: Sequence[BatchRef],
     if holdout is None:
         held = read_rows(data, schema, refs, rules, holdout="only", seq_to=seq_to)
     else:
-        held = holdout.filter(pc.invert(purge_mask(holdout, rules, schema))) if rules else holdout
+        held = apply_rules(data, schema, refs, holdout, rules)
     held = held.append_column(SLICE, pc.binary_join_element_wise("batch ", pc.cast(held[BATCH], pa.string()), ""))
     parts = [held.select([*schema.columns("examples"), BATCH, SOURCE, SLICE])]
     for r in refs:
@@ -245,15 +364,21 @@ def labels_for(data: DataStore, schema: DataSchema, refs: Sequence[BatchRef], ke
                upto: int | None = None) -> pa.Table:
     """``load_labels`` for these keys only: the latest label of each from the labels and feedback
     batches among ``refs`` (only those up to batch ``upto`` when given), found through the key index."""
+    return _latest(all_labels_for(data, schema, refs, keys, upto=upto), schema)
+
+
+def all_labels_for(data: DataStore, schema: DataSchema, refs: Sequence[BatchRef], keys: pa.Array, *,
+                   upto: int | None = None) -> pa.Table:
+    """Every delivery of a label for these keys by the labels and feedback batches among ``refs``
+    (up to batch ``upto`` when given): key, ``_late_label``, ``_label_batch``; through the key index."""
     from lifelong_cli.data.keyindex import BATCH as IX_BATCH
     from lifelong_cli.data.keyindex import KeyIndex
 
     found = KeyIndex(data, schema.key, "labels").find(refs, pc.unique(keys), [schema.label])
     if upto is not None:
         found = found.filter(pc.less_equal(found[IX_BATCH], upto))
-    t = pa.table({schema.key: found[schema.key], "_late_label": found[schema.label].cast(schema.label_arrow_type()),
-                  LABEL_BATCH: found[IX_BATCH]})
-    return _latest(t, schema)
+    return pa.table({schema.key: found[schema.key], "_late_label": found[schema.label].cast(schema.label_arrow_type()),
+                     LABEL_BATCH: found[IX_BATCH].cast(pa.int64())})
 
 
 def examples_for(data: DataStore, schema: DataSchema, refs: Sequence[BatchRef], keys: pa.Array,
@@ -283,7 +408,7 @@ def rows_for(data: DataStore, schema: DataSchema, refs: Sequence[BatchRef],
     if as_of is not None:
         ex = ex.filter(pc.less_equal(ex[BATCH], as_of))
     return _joined(ex, labels_for(data, schema, refs, ex[schema.key], upto=as_of), schema, rules_of(rules),
-                   trainable_only=True, seq_from=None, seq_to=seq_to, holdout=holdout)
+                   trainable_only=True, seq_from=None, seq_to=seq_to, holdout=holdout, data=data, refs=refs, upto=as_of)
 
 
 @dataclass
@@ -316,5 +441,5 @@ def read_new(data: DataStore, schema: DataSchema, refs: Sequence[BatchRef],
     if len(parts) > 1:
         ex = ex.take(pc.sort_indices(ex[BATCH]))  # batch order (stable: each batch keeps its row order)
     rows = _joined(ex, labels_for(data, schema, refs, ex[schema.key]), schema, rules_of(rules), trainable_only=True,
-                   seq_from=after + 1, seq_to=None, holdout="include")
+                   seq_from=after + 1, seq_to=None, holdout="include", data=data, refs=refs)
     return NewRows(rows, relabelled)

@@ -322,6 +322,36 @@ def missing_required(columns: Sequence[str], schema: DataSchema, kind: str) -> l
     return [c for c in schema.required_columns(kind) if c not in have]
 
 
+def mix64(h: np.ndarray) -> np.ndarray:
+    """A 64-bit finaliser (MurmurHash3's fmix64): every input bit moves every output bit, so keys
+    that differ only in their last characters spread over the whole range."""
+    h = np.asarray(h, dtype=np.uint64).copy()
+    with np.errstate(over="ignore"):
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(0xFF51AFD7ED558CCD)
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(0xC4CEB9FE1A85EC53)
+        h ^= h >> np.uint64(33)
+    return h
+
+
+def sample_hash(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The well-mixed, stable 64-bit hash that decides hold-out membership (and any per-key sample):
+    FNV-1a over the key's bytes, then ``mix64``. Uniform in its high bits for sequential,
+    prefixed, zero-padded, numeric and random keys alike (FNV-1a alone is not: see
+    tests/unit/test_holdout_hash.py)."""
+    return mix64(key_hash(keys, bits=64))
+
+
+def in_sample(keys: pa.Array | pa.ChunkedArray, fraction: float) -> np.ndarray:
+    """Whether each key falls in a ``fraction`` sample (deterministic per key)."""
+    if fraction <= 0:
+        return np.zeros(len(keys), bool)
+    if fraction >= 1:
+        return np.ones(len(keys), bool)
+    return sample_hash(keys) < np.uint64(int(fraction * 2.0**64))
+
+
 def key_hash(keys: pa.Array | pa.ChunkedArray, bits: int = 32) -> np.ndarray:
     """FNV-1a of each key's UTF-8 bytes (32 or 64 bit), vectorised over the Arrow buffers: stable
     across runs and machines (unlike Python's hash), so a key is always in or out of the hold-out."""

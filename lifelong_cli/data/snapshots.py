@@ -160,10 +160,7 @@ def _digest(refs: Iterable[BatchRef]) -> str:
     return h.hexdigest()[:16]
 
 
-def visible(rows: pa.Table, rules: Iterable[rd.PurgeRule | Mapping[str, Any]], schema: DataSchema) -> pa.Table:
-    """``rows`` without those the purge rules hide."""
-    rules = rd.rules_of(rules)
-    if not rules or rows.num_rows == 0:
-        return rows
-    return rows.filter(pc.invert(rd.purge_mask(rows, rules, schema)))
-
+def visible(data: DataStore, schema: DataSchema, refs: Sequence[BatchRef], rows: pa.Table,
+            rules: Iterable[rd.PurgeRule | Mapping[str, Any]]) -> pa.Table:
+    """Snapshot rows (read before purge rules) as the rules in force make them (``rd.apply_rules``)."""
+    return rd.apply_rules(data, schema, refs, rows, rules)

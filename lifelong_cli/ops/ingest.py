@@ -30,8 +30,11 @@ class IngestResult(Result):
     rows_accepted: int = 0
     rows_quarantined: int = 0
     rows_duplicate: int = 0
-    rows_trainable: int = 0
+    rows_trainable: int = 0  # rows this batch makes trainable (purge rules applied; hold-out rows not counted)
+    rows_holdout: int = 0  # rows this batch adds to the hold-out (the golden set's automatic part)
     labels_waiting: int = 0
+    redelivery_of: int | None = None  # labels: an earlier batch with the same content, whose labels it restores
+    labels_changed: int = 0  # labels: examples whose effective label this batch changes
     bad_fraction: float = 0.0
     max_bad_fraction: float = 0.0
     event_time_min: datetime | None = None
@@ -91,6 +94,16 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
             twin = batches.accepted_twin(t, model, kind, src.sha256)
             refs = batches.for_reading(t, model)
             rules = purge_rules.active(t, model)
+            twin_row = batches.get(t, model, twin) if twin is not None and kind != "examples" else None
+        content_hash, redelivery_of, relabels = src.sha256, None, 0
+        if twin_row is not None:  # the same labels again: a no-op, unless they are no longer the ones in use
+            relabels = _labels_not_in_use(data, schema, refs, rules, twin_row)
+            if relabels:
+                import hashlib
+
+                redelivery_of, twin = twin, None
+                newest = max((r.id for r in refs), default=0)
+                content_hash = hashlib.sha256(f"{src.sha256}:redelivered-after:{newest}".encode()).hexdigest()
         if twin is not None:
             return IngestResult(model=model, batch=twin, status="duplicate", kind=kind, source=source,
                                 input=src.label, content_hash=src.sha256, dry_run=dry_run,
@@ -195,8 +208,7 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
             q_path = qw.commit() if counts["quarantined"] else None
             if not counts["quarantined"]:
                 qw.abort()
-            trainable, waiting = (_trainable_counts(data, schema, refs, kind, seg_path)
-                                  if seg_path else (0, 0))
+            trainable, waiting = 0, 0  # counted once the batch is stored (below): purge rules and all
         except BaseException:
             for w in (gw, qw):
                 if w is not None:
@@ -209,10 +221,10 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
         batch_id = None
         try:
             with audited(ctx, "ingest", args=args) as (t, entry):
-                twin = batches.accepted_twin(t, model, kind, src.sha256)
+                twin = batches.accepted_twin(t, model, kind, content_hash)
                 if twin is None:
                     batch_id = batches.add(
-                        t, model, kind=kind, source=source, content_hash=src.sha256, status=status, input=src.label,
+                        t, model, kind=kind, source=source, content_hash=content_hash, status=status, input=src.label,
                         created_at=ctx.now(), created_by=ctx.actor, rows_read=counts["read"],
                         rows_accepted=counts["accepted"], rows_quarantined=counts["quarantined"],
                         rows_duplicate=counts["duplicate"], rows_trainable=trainable, event_time_min=tmin,
@@ -220,9 +232,11 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
                         drifted=None if drift_doc is None else drift_doc["drifted"], drift=drift_doc,
                         detail={"bad_fraction": bad_fraction, "max_bad_fraction": max_bad, "top_reasons": _top(reasons),
                                 "ignored_columns": ignored, "labels_waiting": waiting, "format": src.format,
-                                "bytes": src.size, "rows_valid": counts.get("valid", counts["accepted"])})
+                                "bytes": src.size, "rows_valid": counts.get("valid", counts["accepted"]),
+                                **({"redelivery_of": redelivery_of, "content_sha256": src.sha256}
+                                   if redelivery_of is not None else {})})
                     if batch_id is None:  # a concurrent ingest of the same content committed first
-                        twin = batches.accepted_twin(t, model, kind, src.sha256)
+                        twin = batches.accepted_twin(t, model, kind, content_hash)
                 if batch_id is not None:
                     entry.outcome = status
                     entry.detail = {"batch": batch_id, "rows_accepted": counts["accepted"],
@@ -249,14 +263,28 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
                                 message=f"model '{model}': already ingested as batch {twin}; nothing changed")
     finally:
         src.cleanup()
+    held_out = 0
+    if batch_id is not None and seg_path:  # what the batch makes trainable, as train will read it
+        with ctx.store.tx(write=False) as t:
+            refs = batches.for_reading(t, model)
+            rules = purge_rules.active(t, model)
+        trainable, held_out, waiting = _trainable_counts(data, schema, refs, rules, batch_id, kind, seg_path)
+        with ctx.store.tx() as t:
+            batches.set_counts(t, model, batch_id, rows_trainable=trainable, rows_holdout=held_out,
+                               labels_waiting=waiting)
 
     if status == "rejected":
         message = (f"model '{model}': batch {batch_id} REJECTED: {bad_fraction:.1%} of {counts['read']} rows are bad "
                    f"(limit {max_bad:.0%}); nothing of it is trainable")
         nxt = f"inspect with `llctl quarantine show {batch_id}`; fix the upstream and ingest again"
     else:
-        message = (f"model '{model}': batch {batch_id} accepted: {counts['accepted']} rows ({trainable} trainable), "
-                   f"{counts['quarantined']} quarantined, {counts['duplicate']} duplicate")
+        message = (f"model '{model}': batch {batch_id} accepted: {counts['accepted']} rows ({trainable} trainable"
+                   + (f", {held_out} hold-out" if held_out else "") + ")"
+                   + (f" — {waiting} label(s) wait for their example" if waiting else "")
+                   + f", {counts['quarantined']} quarantined, {counts['duplicate']} duplicate")
+        if redelivery_of is not None:
+            message += (f"; a re-delivery of batch {redelivery_of}: its labels are in use again for "
+                        f"{relabels} example(s)")
         if drift_doc and drift_doc["drifted"]:
             message += f"; DRIFT in {', '.join(drift_doc['drifted_features'])}"
             nxt = f"`llctl drift --batch {batch_id}` for details; if the upstream is broken, `llctl purge-data --batch {batch_id} --reason ...`"
@@ -265,7 +293,8 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
     return IngestResult(model=model, batch=batch_id, status=status, kind=kind, source=source, input=src.label,
                         content_hash=src.sha256, rows_read=counts["read"], rows_accepted=counts["accepted"],
                         rows_quarantined=counts["quarantined"], rows_duplicate=counts["duplicate"],
-                        rows_trainable=trainable, labels_waiting=waiting, bad_fraction=bad_fraction,
+                        rows_trainable=trainable, rows_holdout=held_out, labels_waiting=waiting,
+                        redelivery_of=redelivery_of, labels_changed=relabels, bad_fraction=bad_fraction,
                         max_bad_fraction=max_bad, event_time_min=tmin, event_time_max=tmax, ignored_columns=ignored,
                         top_reasons=_top(reasons), drift=drift_doc, message=message, next=nxt)
 
@@ -327,15 +356,13 @@ def _seen_keys(seen, seen_h, hashes) -> list[str]:
 
 
 def _holdout(keys, fraction: float):
-    """Deterministic per key: the same example is always in (or out of) the hold-out."""
-    import numpy as np
+    """Deterministic per key: the same example is always in (or out of) the hold-out. The membership
+    is written into the batch's segment, so a change of hash never moves a stored row."""
     import pyarrow as pa
 
-    from lifelong_cli.data.schema import key_hash
+    from lifelong_cli.data.schema import in_sample
 
-    if fraction <= 0:
-        return pa.array(np.zeros(len(keys), bool))
-    return pa.array(key_hash(keys) <= int(fraction * 0xFFFFFFFF))
+    return pa.array(in_sample(keys, fraction))
 
 
 def _sample(table, rate: float, offset: int):
@@ -347,31 +374,51 @@ def _sample(table, rate: float, offset: int):
     return table.filter(rng.random(table.num_rows) < rate)
 
 
-def _trainable_counts(data, schema, refs, kind, seg_path: str) -> tuple[int, int]:
-    """How many rows this batch makes trainable, and (labels) how many wait for their example: the
-    batch's keys looked up in the key index of the other kind (late labels, or stored examples),
-    row group by row group (memory stays flat with the batch's size)."""
+def _trainable_counts(data, schema, refs, rules, batch_id: int, kind: str, seg_path: str) -> tuple[int, int, int]:
+    """What the stored batch makes trainable, read as ``train`` reads it (purge rules applied, the
+    effective label of each example): (training rows, hold-out rows, labels waiting for their
+    example). An examples batch counts its rows with a label; a labels batch the examples whose
+    effective label is now its own. Row group by row group (memory stays flat with the batch's size)."""
     import pyarrow.compute as pc
 
     from lifelong_cli.data import reader as rd
-    from lifelong_cli.data.keyindex import QUERY, KeyIndex
 
-    index = KeyIndex(data, schema.key, "examples")
-    trainable = waiting = 0
+    rules = rd.rules_of(rules)
+    trainable = held = waiting = 0
+    by_id = {r.id: r for r in refs}
     with data.parquet(seg_path) as pf:
         for g in range(pf.metadata.num_row_groups):
-            tbl = pf.read_row_group(g, columns=[schema.key, schema.label])
             if kind == "examples":
-                trainable += pc.sum(pc.is_valid(tbl[schema.label])).as_py() or 0
-                unl = tbl.filter(pc.is_null(tbl[schema.label]))[schema.key]
-                if len(unl):
-                    late = rd.labels_for(data, schema, refs, unl)
-                    trainable += pc.sum(pc.is_in(unl, value_set=late[schema.key])).as_py() or 0
+                rows = rd.batch_rows(data, schema, refs, rules, pf.read_row_group(g), by_id[batch_id])
             else:
-                joined = len(pc.unique(index.find(refs, tbl[schema.key])[QUERY]))
-                trainable += joined
-                waiting += tbl.num_rows - joined
-    return int(trainable), int(waiting)
+                keys = pf.read_row_group(g, columns=[schema.key])[schema.key]
+                rows = rd.rows_for(data, schema, refs, rules, keys)
+                rows = rows.filter(pc.fill_null(pc.equal(rows[rd.LABEL_BATCH], batch_id), False))
+                waiting += len(pc.unique(keys)) - len(rd.examples_for(data, schema, refs, keys, [schema.key]))
+            h = int(pc.sum(pc.fill_null(rows[rd.HOLDOUT], False)).as_py() or 0)
+            held += h
+            trainable += rows.num_rows - h
+    return int(trainable), int(held), int(waiting)
+
+
+def _labels_not_in_use(data, schema, refs, rules, twin: dict[str, Any]) -> int:
+    """How many examples would get another label from a re-delivery of an earlier labels batch's
+    content: the rows whose label is not their example's effective label now (a later delivery
+    replaced it, a purge dropped it), and any ``--hard`` removed from its segment."""
+    import pyarrow.compute as pc
+
+    from lifelong_cli.data import reader as rd
+
+    seg = data.read(twin["segment_path"], columns=[schema.key, schema.label]) if twin.get("segment_path") else None
+    if seg is None:
+        return int(twin.get("rows_accepted") or 0)
+    removed = max(0, int(twin.get("rows_accepted") or 0) - seg.num_rows)
+    eff = rd.rows_for(data, schema, refs, rules, seg[schema.key])
+    examples = rd.examples_for(data, schema, refs, seg[schema.key], [schema.key])
+    has_example = pc.is_in(seg[schema.key], value_set=examples[schema.key])
+    now = eff[schema.label].take(pc.index_in(seg[schema.key], value_set=eff[schema.key]))
+    same = pc.fill_null(pc.equal(now, seg[schema.label].cast(now.type)), False)
+    return removed + int(pc.sum(pc.and_(has_example, pc.invert(same))).as_py() or 0)
 
 
 def _stored_twins(data, schema, refs, batch_hashes, writer):

@@ -37,6 +37,7 @@ class PurgeResult(Result):
     message: str
     next: str
     segments_rewritten: list[int] = field(default_factory=list)
+    rows_relabelled: int = 0  # of rows_affected: those that keep their example and fall back to an earlier label
 
 
 @dataclass(frozen=True)
@@ -113,23 +114,15 @@ def purge_data(ctx: AppContext, *, reason: str, from_: str | None = None, to: st
     if hard:
         import pyarrow.compute as pc
 
-        from lifelong_cli.data import reader as rd
-
-        refs = {r.id: r for r in inputs["refs"] if r.kind == "examples"}
-        rule = rd.PurgeRule(0, spec)
-        everything = plan["everything"]
         try:
-            for bid in plan["batches_affected"]:
-                ref = refs[bid]
+            for ref, drop_keys in _hard_cuts(data, schema, spec, plan, inputs["refs"]):
                 seg = data.read(ref.segment_path)
-                labelled = everything.filter(pc.equal(everything[rd.BATCH], bid))
-                drop_keys = labelled.filter(rule.mask(labelled, schema))[schema.key]
                 keep = seg.filter(pc.invert(pc.is_in(seg[schema.key], value_set=drop_keys)))
-                w = data.writer(data.new_path("segments/examples"), seg.schema)
+                w = data.writer(data.new_path(f"segments/{ref.kind}"), seg.schema)
                 w.write(keep)
-                new_paths[bid] = w.commit()
+                new_paths[ref.id] = w.commit()
                 old_paths.append(ref.segment_path)
-                rewritten.append(bid)
+                rewritten.append(ref.id)
         except BaseException:
             for p in new_paths.values():
                 data.remove(p)
@@ -234,24 +227,69 @@ def _inputs(t, model: str) -> dict[str, Any]:
 
 
 def _plan(model: str, data, schema, spec: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
-    """Which of the model's rows the rule hits (and which other rules already hide), and its blast radius."""
+    """Which of the model's rows the rule hits — the example rows it hides, and the rows whose
+    current label delivery it drops (they fall back to the earlier label) — which other rules
+    already hide, and its blast radius."""
     import pyarrow.compute as pc
 
     from lifelong_cli.data import reader as rd
 
-    everything = rd.read_rows(data, schema, inputs["refs"], [], trainable_only=False, holdout="include")
-    rules = inputs["rules"]
-    hit = rd.PurgeRule(0, spec).mask(everything, schema)
-    already = rd.purge_mask(everything, rules, schema) if rules else pc.and_(hit, False)
+    refs, rules = inputs["refs"], inputs["rules"]
+    sources = {r.id: r.source for r in refs}
+    everything = rd.read_rows(data, schema, refs, [], trainable_only=False, holdout="include")
+    rule = rd.PurgeRule(0, spec)
+    hides = rule.mask(everything, schema)
+    drops = pc.and_(rule.drops(everything, schema, sources), pc.invert(hides))
+    hit = pc.or_(hides, drops)
+    already = (pc.or_(rd.purge_mask(everything, rules, schema), rd.delivery_mask(everything, rules, schema, sources))
+               if rules else pc.and_(hit, False))
     affected = everything.filter(hit)
     seqs = {s for s in affected[rd.TRAINABLE_SEQ].to_pylist() if s is not None}
     radius = blast_radius(inputs["versions"], seqs, eligible=inputs["eligible"])
     if radius["last_clean_version"] is None:
         radius = blast_radius(inputs["versions"], seqs, eligible=inputs["not_bad"])
-    return {"model": model, "everything": everything,
-            "rows_affected": int(pc.sum(pc.and_(hit, pc.invert(already))).as_py() or 0),
+    batches_hit = set(everything.filter(hides)[rd.BATCH].to_pylist()) | set(everything.filter(drops)[rd.LABEL_BATCH].to_pylist())
+    fresh = pc.invert(already)
+    return {"model": model, "everything": everything, "hides": hides,
+            "rows_affected": int(pc.sum(pc.and_(hit, fresh)).as_py() or 0),
+            "rows_relabelled": int(pc.sum(pc.and_(drops, fresh)).as_py() or 0),
             "rows_already": int(pc.sum(pc.and_(hit, already)).as_py() or 0),
-            "batches_affected": sorted(set(affected[rd.BATCH].to_pylist())), "radius": radius}
+            "batches_affected": sorted(b for b in batches_hit if b is not None), "radius": radius}
+
+
+def _hard_cuts(data, schema, spec: dict[str, Any], plan: dict[str, Any], refs):
+    """What ``purge-data --hard`` removes, segment by segment: (batch ref, keys to drop) — the example
+    rows the rule hides, and the label rows it drops from the labels and feedback batches it names
+    (every delivery of theirs it matches, not only the ones in use)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from lifelong_cli.data import reader as rd
+
+    everything, hides = plan["everything"], plan["hides"]
+    hidden = everything.filter(hides)
+    for ref in refs:
+        if ref.kind == "examples":
+            keys = hidden.filter(pc.equal(hidden[rd.BATCH], ref.id))[schema.key]
+            if len(keys):
+                yield ref, keys
+        elif ref.kind in rd.LABEL_KINDS:
+            if (spec.get("batch") is None and not spec.get("source")) or \
+                    (spec.get("batch") is not None and int(spec["batch"]) != ref.id) or \
+                    (spec.get("source") and spec["source"] != ref.source):
+                continue
+            rows = data.read(ref.segment_path, columns=[schema.key, schema.label])
+            if not any(spec.get(c) for c in ("from", "to", "where")):
+                keys = rows[schema.key]
+            else:  # the row conditions are the example's (its event time, features): join each delivery to it
+                ex = rd.examples_for(data, schema, refs, rows[schema.key])
+                at = pc.index_in(ex[schema.key], value_set=rows[schema.key])
+                ex = ex.set_column(ex.schema.get_field_index(schema.label), schema.label,
+                                   rows[schema.label].take(at).cast(ex.schema.field(schema.label).type))
+                ex = ex.append_column(rd.LABEL_BATCH, pa.array([ref.id] * ex.num_rows, pa.int64()))
+                keys = ex.filter(rd.PurgeRule(0, spec).drops(ex, schema, {r.id: r.source for r in refs}))[schema.key]
+            if len(keys):
+                yield ref, keys
 
 
 def _stored_radius(plan: dict[str, Any]) -> dict[str, Any]:
@@ -261,10 +299,15 @@ def _stored_radius(plan: dict[str, Any]) -> dict[str, Any]:
 def _result(plan: dict[str, Any], spec: dict[str, Any], *, hard: bool, dry_run: bool, rule_id: int | None,
             rewritten: list[int] | None = None) -> PurgeResult:
     model, radius, n = plan["model"], plan["radius"], plan["rows_affected"]
-    where = f"{n} row(s) in batch(es) {_ids(plan['batches_affected'])}"
+    relabelled = plan["rows_relabelled"]
+    where = f"{n - relabelled} row(s)" + (f" and the labels of {relabelled} more" if relabelled else "") \
+        + f" in batch(es) {_ids(plan['batches_affected'])}"
+    if relabelled:
+        where += " (those examples fall back to their earlier label)"
     if dry_run:
         return PurgeResult(model=model, rule=None, spec=spec, rows_affected=n, rows_already_hidden=plan["rows_already"],
                            batches_affected=plan["batches_affected"], blast_radius=radius, hard=hard, dry_run=True,
+                           rows_relabelled=plan["rows_relabelled"],
                            message=f"dry run: model '{model}': would hide {where}"
                            + (f" ({plan['rows_already']} already hidden by other rules)" if plan["rows_already"] else ""),
                            next="run again without --dry-run to apply")
@@ -277,7 +320,7 @@ def _result(plan: dict[str, Any], spec: dict[str, Any], *, hard: bool, dry_run: 
         nxt += f"; roll back with `llctl rollback --to {radius['last_clean_version']}`"
     return PurgeResult(model=model, rule=rule_id, spec=spec, rows_affected=n, rows_already_hidden=plan["rows_already"],
                        batches_affected=plan["batches_affected"], blast_radius=radius, hard=hard, dry_run=False,
-                       message=msg, next=nxt, segments_rewritten=list(rewritten or []))
+                       rows_relabelled=plan["rows_relabelled"], message=msg, next=nxt, segments_rewritten=list(rewritten or []))
 
 
 def _ids(ids: list[int]) -> str:

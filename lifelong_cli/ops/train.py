@@ -6,7 +6,7 @@ import hashlib
 import json
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,7 @@ __all__ = ["STRATEGIES", "TrainResult", "train", "pq_bytes", "pq_read"]
 @dataclass(frozen=True)
 class TrainResult(Result):
     model: str
-    status: str  # trained | nothing-new | dry-run
+    status: str  # trained | nothing-new | dry-run | not-due
     version: int | None
     parent: int | None
     strategy: str
@@ -37,6 +37,7 @@ class TrainResult(Result):
     artifacts: dict[str, Any] = field(default_factory=dict)
     message: str = ""
     next: str = ""
+    due: dict[str, Any] | None = None  # with --if-due: the cadence figures and the verdict
 
 
 def _halted(state, model: str) -> TrainingHaltedError:
@@ -46,10 +47,15 @@ def _halted(state, model: str) -> TrainingHaltedError:
 
 
 def train(ctx: AppContext, *, strategy: str | None = None, epochs: int | None = None, max_rows: int | None = None,
-          dry_run: bool = False, inject_nan_at_step: int | None = None) -> TrainResult:
+          dry_run: bool = False, inject_nan_at_step: int | None = None, if_due: bool = False) -> TrainResult:
     """Train the model's next version from its training head. Refused while the model's training is
     stopped or another trainer holds its lease; stops without a version when its stop flag is set
-    mid-run. Other models' training is neither seen nor touched."""
+    mid-run. Other models' training is neither seen nor touched.
+
+    ``if_due``: train only when the cadence policy says so — at least ``training.min_new_rows`` new
+    rows, or some new rows and a training head older than ``training.max_wait`` (or no version
+    yet); otherwise return status ``not-due`` with the figures, having imported no torch and taken
+    no lease."""
     from lifelong_cli.store import control, deployment
 
     t_start = time.monotonic()
@@ -67,6 +73,14 @@ def train(ctx: AppContext, *, strategy: str | None = None, epochs: int | None = 
         head = deployment.get(t, model)["training_head"]
     if state.stopped:
         raise _halted(state, model)
+    due = None
+    if if_due:
+        due = _due(ctx, model, head)
+        if not due["due"]:
+            return TrainResult(model=model, status="not-due", version=None, parent=head, strategy=strategy,
+                               seq_from=None, seq_to=None, rows_new=due["new_rows"], rows_replay=0, purge_rules=[],
+                               message=f"model '{model}': {due['reason']}", due=due,
+                               next="nothing to do; run again later (e.g. from cron every few minutes)")
 
     run = _Run(ctx, model=model, strategy=strategy, epochs=epochs or ts.epochs, head=head,
                ttl=timedelta(seconds=ts.lease_ttl_seconds), t_start=t_start)
@@ -78,17 +92,72 @@ def train(ctx: AppContext, *, strategy: str | None = None, epochs: int | None = 
                 raise _halted(st, model)
             run.lease = control.acquire_lease(t, model, holder=ctx.host_id, ttl=run.ttl, now=ctx.now())
     try:
-        return _train(run, max_rows=max_rows or ts.max_rows, dry_run=dry_run, inject_nan_at_step=inject_nan_at_step)
+        res = _train(run, max_rows=max_rows or ts.max_rows, dry_run=dry_run, inject_nan_at_step=inject_nan_at_step)
+        if due is not None:
+            res = replace(res, due=due, message=f"{due['reason']}; {res.message}")
+        return res
     finally:
         if run.lease is not None:
             with ctx.store.tx() as t:
                 control.release_lease(t, model, run.lease)
 
 
+def _ago(seconds: float) -> str:
+    s = int(seconds)
+    if s < 3600:
+        return f"{s // 60}m" if s >= 60 else f"{s}s"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
+
+
+def _due(ctx: AppContext, model: str, head: int | None) -> dict[str, Any]:
+    """The cadence policy: how many rows ``train`` would take now (counted as it counts them, purge
+    rules and hold-out applied) and how long ago the training head was trained."""
+    import pyarrow.compute as pc
+
+    from lifelong_cli.config import duration_seconds
+    from lifelong_cli.data import reader as rd
+    from lifelong_cli.data.schema import DataSchema
+    from lifelong_cli.data.segments import DataStore
+    from lifelong_cli.data.snapshots import visible
+    from lifelong_cli.store import batches, purge_rules, versions
+
+    ts = ctx.config.settings.training
+    schema = DataSchema.from_settings(ctx.config.settings.data)
+    data_store = DataStore(ctx.data_root)
+    with ctx.store.tx(write=False) as t:
+        refs = batches.for_reading(t, model)
+        rules = purge_rules.active(t, model)
+        parent = versions.require(t, model, head) if head is not None else None
+    watermark = parent["watermark"] if parent else None
+    fresh = rd.read_new(data_store, schema, refs, [], after=watermark)
+    rows = visible(data_store, schema, refs, fresh.rows, rules)
+    if watermark is not None:
+        rows = rows.filter(pc.greater(rows[rd.TRAINABLE_SEQ], watermark))
+    n = rows.num_rows - int(pc.sum(pc.fill_null(rows[rd.HOLDOUT], False).cast("int64")).as_py() or 0)
+    wait = duration_seconds(ts.max_wait)
+    since = (ctx.now() - parent["created_at"]).total_seconds() if parent else None
+    figures = f"{n} new rows {'≥' if n >= ts.min_new_rows else '<'} min_new_rows {ts.min_new_rows}, " + (
+        f"last train {_ago(since)} ago {'≥' if since >= wait else '<'} max_wait {ts.max_wait}" if since is not None
+        else "no version yet")
+    if n == 0:
+        is_due = False
+        reason = f"not due: {figures}, and nothing new to train on"
+    else:
+        is_due = n >= ts.min_new_rows or since is None or since >= wait
+        reason = f"{'due' if is_due else 'not due'}: {figures}"
+    return {"due": is_due, "reason": reason, "new_rows": n, "min_new_rows": ts.min_new_rows,
+            "last_train": parent["created_at"].isoformat() if parent else None,
+            "since_seconds": since, "max_wait": ts.max_wait, "max_wait_seconds": wait}
+
+
 def _import_training_stack() -> None:
+    # torch._dynamo: torch.optim (step, zero_grad, state_dict) and torch.func.grad (EWC's Fisher) import it
+    # on first use — 1-2 s, as much as torch itself; the ONNX export (TorchScript path) does not need it.
     import pyarrow.compute  # noqa: F401
     import torch
-    import torch._dynamo  # noqa: F401  (torch.optim imports it on first use: 1-2 s)
+    import torch._dynamo  # noqa: F401
 
     from lifelong_cli.data import reader, segments  # noqa: F401
     from lifelong_cli.registry import local  # noqa: F401
@@ -159,7 +228,9 @@ def _read(run: _Run, data_store, schema, *, parent: dict[str, Any] | None, regis
         rules = purge_rules.active(t, run.model)
     watermark = parent["watermark"] if parent else None
     fresh = rd.read_new(data_store, schema, refs, [], after=watermark)
-    rows = visible(fresh.rows, rules, schema)
+    rows = visible(data_store, schema, refs, fresh.rows, rules)
+    if watermark is not None:  # a purged relabel leaves its rows with the delivery before: not new
+        rows = rows.filter(pc.greater(rows[rd.TRAINABLE_SEQ], watermark))
     new = rows.filter(pc.invert(pc.fill_null(rows[rd.HOLDOUT], False)))
     if max_rows and new.num_rows > max_rows:  # whole ingest sequences only, so the watermark stays exact
         seqs = np.asarray(new[rd.TRAINABLE_SEQ].to_numpy(zero_copy_only=False))
@@ -170,7 +241,7 @@ def _read(run: _Run, data_store, schema, *, parent: dict[str, Any] | None, regis
     holdout = None
     if seq_to is not None:
         held = Snapshots(data_store, schema).holdout(refs, seq_to, new=fresh, base=watermark)
-        holdout = visible(held, rules, schema)
+        holdout = visible(data_store, schema, refs, held, rules)
 
     reservoir = None
     if parent and run.strategy in ("replay", "ewc", "ewc+replay") and "replay" in parent["artifacts"] and new.num_rows:
@@ -199,7 +270,7 @@ def _reservoir(data_store, schema, refs, rules, parent: dict[str, Any], registry
         return rd.rows_for(data_store, schema, refs, rules, keys, seq_to=parent["watermark"], holdout="exclude")
     if len(fresh.relabelled):
         kept = kept.filter(pc.invert(pc.is_in(kept[schema.key], value_set=fresh.relabelled)))
-    kept = visible(kept, rules, schema)
+    kept = visible(data_store, schema, refs, kept, rules)
     return kept.take(pc.sort_indices(kept[rd.BATCH]))  # batch order (stable: each batch's rows keep theirs)
 
 
@@ -291,8 +362,10 @@ def _train(run: _Run, *, max_rows, dry_run, inject_nan_at_step) -> TrainResult:
     def fetch(name: str) -> bytes:
         return registry.fetch(ArtifactRef.from_dict(name, parent["artifacts"][name]))
 
-    pre = Preprocessor.from_dict(json.loads(fetch("preprocess"))) if parent else Preprocessor.fit(new, schema)
+    pre = Preprocessor.from_dict(json.loads(fetch("preprocess"))) if parent else \
+        Preprocessor.fit(new, schema, scale_floor=ts.preprocess.scale_floor, clip=ts.preprocess.clip)
     x_new, y_new = pre.transform(new), pre.targets(new, schema.label)
+    x_val, y_val, x_fit, y_fit = _validation_rows(run, pre, schema, new, d, parent, x_new, y_new)
     torch.manual_seed(ts.seed)
     net = build_model(settings.model, pre.n_inputs, pre.n_outputs)
     opt_state = None
@@ -309,12 +382,15 @@ def _train(run: _Run, *, max_rows, dry_run, inject_nan_at_step) -> TrainResult:
     x_rep = pre.transform(replay_tbl) if n_replay else None
     y_rep = pre.targets(replay_tbl, schema.label) if x_rep is not None else None
     run.check_in(0)  # and again after preprocessing and the Fisher information, before the loop
-    cfg = tr.TrainConfig(strategy=strategy, epochs=run.epochs, batch_size=ts.batch_size, learning_rate=ts.learning_rate,
+    # continued training starts from weights that already fit the past: smaller steps keep them
+    lr = ts.learning_rate * (ts.continued_lr_factor if parent else 1.0)
+    cfg = tr.TrainConfig(strategy=strategy, epochs=run.epochs, batch_size=ts.batch_size, learning_rate=lr,
                          grad_clip=ts.grad_clip, shuffle_buffer=ts.shuffle_buffer, frozen_layers=list(ts.frozen_layers),
                          new_ratio=ts.replay.new_ratio, ewc_lambda=ts.ewc.ewc_lambda, seed=ts.seed + (head or 0),
-                         task=pre.task, heartbeat_seconds=ts.heartbeat_seconds, threads=ts.threads)
-    opt, fit_metrics = tr.fit(net, x_new, y_new, cfg, x_replay=x_rep, y_replay=y_rep, ewc=ewc, optimizer_state=opt_state,
-                              check_in=run.check_in, inject_nan_at_step=inject_nan_at_step)
+                         task=pre.task, heartbeat_seconds=ts.heartbeat_seconds, threads=ts.threads,
+                         min_steps=ts.min_steps, max_epochs=ts.max_epochs, patience=ts.patience)
+    opt, fit_metrics = tr.fit(net, x_fit, y_fit, cfg, x_replay=x_rep, y_replay=y_rep, ewc=ewc, optimizer_state=opt_state,
+                              check_in=run.check_in, inject_nan_at_step=inject_nan_at_step, x_val=x_val, y_val=y_val)
 
     # the new reservoir: every row seen so far equally likely to be in it; purged rows never are
     seen_before = parent["metrics"].get("rows_seen", 0) if parent else 0
@@ -365,6 +441,33 @@ def _train(run: _Run, *, max_rows, dry_run, inject_nan_at_step) -> TrainResult:
                       next=f"`llctl versions show {version}`; validate it before pushing")
 
 
+def _validation_rows(run: _Run, pre, schema, new, d: _Data, parent, x_new, y_new):
+    """Rows for early stopping, never trained on in this run: the hold-out rows that became
+    trainable with this increment when there are enough of them; else a seeded share
+    (``validation_fraction``) of the increment, which this run then does not train on (the next
+    one may replay them). None when the run has a fixed epoch count or too few rows.
+    Returns (x_val, y_val, x_fit, y_fit)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from lifelong_cli.data import reader as rd
+
+    ts = run.ctx.config.settings.training
+    if run.epochs is not None:
+        return None, None, x_new, y_new
+    held = d.holdout
+    if held is not None and held.num_rows and parent is not None and parent["watermark"] is not None:
+        held = held.filter(pc.fill_null(pc.greater(held[rd.TRAINABLE_SEQ], parent["watermark"]), False))
+    if held is not None and held.num_rows >= ts.min_validation_rows:
+        return pre.transform(held), pre.targets(held, schema.label), x_new, y_new
+    k = int(round(len(x_new) * ts.validation_fraction))
+    if k < ts.min_validation_rows or len(x_new) - k < ts.min_validation_rows:
+        return None, None, x_new, y_new
+    val = np.zeros(len(x_new), dtype=bool)
+    val[np.random.default_rng(ts.seed + (run.head or 0) + 7919).choice(len(x_new), k, replace=False)] = True
+    return x_new[val], y_new[val], x_new[~val], y_new[~val]
+
+
 def _record(run: _Run, registry, version: int, refs, metrics: dict[str, Any], lineage: dict[str, Any]) -> str:
     """Record the committed version in the registry (an MLflow run and model version) and mirror the
     aliases; best effort: the version is committed, only its registry record can be missing."""
@@ -373,7 +476,8 @@ def _record(run: _Run, registry, version: int, refs, metrics: dict[str, Any], li
     note = ""
     try:
         ref = registry.record_version(version, artifacts=refs,
-                                      params={"strategy": run.strategy, "epochs": run.epochs, "parent": run.head},
+                                      params={"strategy": run.strategy, "epochs": run.epochs or "adaptive",
+                                              "parent": run.head},
                                       metrics={k: v for k, v in metrics.items() if isinstance(v, int | float)},
                                       lineage=lineage)
     except LlctlError as exc:

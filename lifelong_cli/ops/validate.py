@@ -69,7 +69,13 @@ def validate(ctx: AppContext, *, version: int | None = None, dry_run: bool = Fal
         except (CheckFailedError, NotFoundError) as exc:
             gates.append(g.Gate("baseline", None, f"v{base_id} unusable", "", f"cannot compare: {exc.message}"))
 
-    golden = _golden(ctx, schema, seq_to=cand_row["watermark"])
+    # Candidate and baseline are measured on the same rows: the golden set as the baseline knew it.
+    # The hold-out of the data new since (the batches the candidate is the first to learn) is measured
+    # apart — a batch must never vouch for the version trained on it (its labels may be the fault).
+    golden_to = cand_row["watermark"]
+    if base_row is not None and base_row["watermark"] is not None and cand_row["watermark"] is not None:
+        golden_to = min(base_row["watermark"], cand_row["watermark"])
+    golden = _golden(ctx, schema, seq_to=golden_to)
     if golden.num_rows == 0:
         weights_ok = g.finite_weights(cand)
         gates.append(g.Gate("golden set", False, "0 rows", "> 0 rows",
@@ -79,8 +85,8 @@ def validate(ctx: AppContext, *, version: int | None = None, dry_run: bool = Fal
 
     cs = g.scores_onnx(cand, golden)
     gates.append(g.sanity(cand, cs, golden, schema.label, vs))
-    diff = float(abs(cs - g.scores_torch(cand, golden)).max())
-    gates.append(g.Gate("onnx parity", diff <= vs.parity_tolerance, f"max |onnx - torch| {diff:.2e}",
+    diff = float(abs(cs - g.scores_state_dict(cand, golden)).max())
+    gates.append(g.Gate("onnx parity", diff <= vs.parity_tolerance, f"max |onnx - state dict| {diff:.2e}",
                         f"≤ {vs.parity_tolerance:g}"))
     if base is not None:
         same = g.signature(cand) == g.signature(base)
@@ -93,10 +99,40 @@ def validate(ctx: AppContext, *, version: int | None = None, dry_run: bool = Fal
     else:
         gates.append(g.Gate("no regression", None, "no baseline", "", "first version: nothing to compare with"))
     gates.append(g.latency(cand, golden, vs.max_latency_ms))
+    if golden_to != cand_row["watermark"]:
+        gates.append(_new_data_holdout(ctx, schema, cand, golden_to, cand_row["watermark"], m))
     return finish(golden.num_rows, m)
 
 
-def _golden(ctx: AppContext, schema, *, seq_to: int | None):
+def _new_data_holdout(ctx: AppContext, schema, cand, after: int, upto: int, golden_metrics: dict[str, float]):
+    """The candidate on the hold-out of the data new since the baseline, next to its golden figure:
+    for classification, an accuracy more than ``validation.max_new_data_drop`` below the golden one
+    (on at least ``min_slice_rows`` rows) fails — the new labels contradict what the model knew
+    (a relabelled or inverted upstream); otherwise a figure only."""
+    import pyarrow.compute as pc
+
+    from lifelong_cli.data import reader as rd
+    from lifelong_cli.release import gates as g
+
+    rows = _golden(ctx, schema, seq_to=upto, imported=False)
+    rows = rows.filter(pc.greater(rows[rd.BATCH], after)) if rows.num_rows else rows
+    if rows.num_rows == 0:
+        return g.Gate("new data hold-out", None, "0 rows", "", "no hold-out rows in the data new since the baseline")
+    m = g.metrics(cand, g.scores_onnx(cand, rows), rows, schema.label)
+    vs = ctx.config.settings.validation
+    figure = f"{next(iter(m))} {m[next(iter(m))]:.4f} on {rows.num_rows} rows"
+    if "accuracy" not in m or "accuracy" not in golden_metrics or rows.num_rows < vs.min_slice_rows:
+        return g.Gate("new data hold-out", None, figure, "", "a figure only (regression, or too few rows to judge)")
+    drop = golden_metrics["accuracy"] - m["accuracy"]
+    ok = drop <= vs.max_new_data_drop
+    return g.Gate("new data hold-out", ok, f"accuracy {m['accuracy']:.4f} on {rows.num_rows} rows "
+                  f"vs golden {golden_metrics['accuracy']:.4f}", f"drop ≤ {vs.max_new_data_drop:g}",
+                  "" if ok else "the new batches' labels disagree with what the model knew: possible label trouble "
+                  "upstream (`llctl drift`, `llctl labels show KEY`; purge the batch if its labels are wrong)",
+                  {"rows": rows.num_rows, "accuracy": m["accuracy"], "golden_accuracy": golden_metrics["accuracy"]})
+
+
+def _golden(ctx: AppContext, schema, *, seq_to: int | None, imported: bool = True):
     """The model's golden rows as of ``seq_to`` (imported golden sets and the hold-out), purged rows
     left out; the hold-out from the snapshot the version's train kept (not a scan of the history)."""
     from lifelong_cli.data import reader as rd
@@ -109,6 +145,8 @@ def _golden(ctx: AppContext, schema, *, seq_to: int | None):
         rules = purge_rules.active(t, ctx.model)
     data = DataStore(ctx.data_root)
     held = Snapshots(data, schema).holdout(refs, seq_to) if seq_to is not None else None
+    if not imported:
+        refs = [r for r in refs if r.kind != "golden"]
     return rd.read_golden(data, schema, refs, rules, seq_to=seq_to, holdout=held)
 
 

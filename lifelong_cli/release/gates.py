@@ -33,29 +33,37 @@ class Loaded:
 
     version: dict[str, Any]
     pre: Any
-    net: Any
+    net: Any  # the torch module: a factory model, or a state dict the numpy reader declined
     session: Any
     onnx_bytes: bytes
+    layers: list[tuple[np.ndarray, np.ndarray]] | None = None  # the built-in MLP's weights, read without torch
+    _targets: dict[tuple[int, str], tuple[Any, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    def targets(self, table, label: str) -> np.ndarray:
+        """``pre.targets`` of a table, computed once per table: every gate asks for the golden labels."""
+        hit = self._targets.get((id(table), label))
+        if hit is None or hit[0] is not table:
+            hit = self._targets[(id(table), label)] = (table, self.pre.targets(table, label))
+        return hit[1]
 
 
 def load(registry, version: dict[str, Any], settings) -> Loaded:
-    """Fetch (checksum-verified) and load a version; raises CheckFailedError/NotFoundError on a bad artifact."""
+    """Fetch (checksum-verified) and load a version; raises CheckFailedError/NotFoundError on a bad artifact.
+    The built-in MLP's state dict is read without torch (training/inference.py); a factory model, or
+    a state dict that reader declines, is loaded by torch."""
     import onnxruntime as ort
-    import torch
 
-    from lifelong_cli.training.model import build_model
+    from lifelong_cli.training import inference
     from lifelong_cli.training.preprocess import Preprocessor
 
     arts = version["artifacts"]
     blobs = {name: registry.fetch(ArtifactRef.from_dict(name, ref)) for name, ref in sorted(arts.items())}
     pre = Preprocessor.from_dict(json.loads(blobs["preprocess"]))
-    net = build_model(settings.model, pre.n_inputs, pre.n_outputs)
-    try:
-        net.load_state_dict(torch.load(io.BytesIO(blobs["state_dict"]), weights_only=True))
-    except (RuntimeError, ValueError) as exc:
-        raise CheckFailedError(f"v{version['id']}: state_dict does not load into the configured model ({exc})".splitlines()[0],
-                               hint="was model.hidden / model.factory changed since it was trained?") from None
-    net.eval()
+    net, layers = None, None
+    if not settings.model.factory and (state := inference.read_state_dict(blobs["state_dict"])) is not None:
+        layers = inference.mlp_layers(state, list(settings.model.hidden), pre.n_inputs, pre.n_outputs)
+    if layers is None:
+        net = _torch_net(version, blobs["state_dict"], settings, pre)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     try:
@@ -63,16 +71,36 @@ def load(registry, version: dict[str, Any], settings) -> Loaded:
     except Exception as exc:  # onnxruntime raises its own exception types for a broken graph
         raise CheckFailedError(f"v{version['id']}: the ONNX model does not load ({type(exc).__name__})",
                                hint="re-train the version") from None
-    return Loaded(version, pre, net, session, blobs["onnx"])
+    return Loaded(version, pre, net, session, blobs["onnx"], layers)
+
+
+def _torch_net(version: dict[str, Any], state_dict: bytes, settings, pre):
+    import torch
+
+    from lifelong_cli.training.model import build_model
+
+    net = build_model(settings.model, pre.n_inputs, pre.n_outputs)
+    try:
+        net.load_state_dict(torch.load(io.BytesIO(state_dict), weights_only=True))
+    except (RuntimeError, ValueError) as exc:
+        raise CheckFailedError(f"v{version['id']}: state_dict does not load into the configured model ({exc})".splitlines()[0],
+                               hint="was model.hidden / model.factory changed since it was trained?") from None
+    return net.eval()
 
 
 def scores_onnx(m: Loaded, table) -> np.ndarray:
-    from lifelong_cli.training.onnx_export import onnx_inputs
+    from lifelong_cli.training.inference import onnx_inputs
 
     return m.session.run(None, onnx_inputs(m.pre, table))[0]
 
 
-def scores_torch(m: Loaded, table) -> np.ndarray:
+def scores_state_dict(m: Loaded, table) -> np.ndarray:
+    """The trained network's own scores from its state dict (numpy for the built-in MLP, torch for
+    the rest): the reference the ONNX graph must match."""
+    if m.layers is not None:
+        from lifelong_cli.training.inference import mlp_scores
+
+        return mlp_scores(m.layers, m.pre.transform(table), m.pre.task)
     import torch
 
     from lifelong_cli.training.model import Scored
@@ -82,7 +110,7 @@ def scores_torch(m: Loaded, table) -> np.ndarray:
 
 
 def metrics(m: Loaded, scores: np.ndarray, table, label: str) -> dict[str, float]:
-    y = m.pre.targets(table, label)
+    y = m.targets(table, label)
     if m.pre.task == "classification":
         pred = scores.argmax(1)
         f1s = []
@@ -98,18 +126,24 @@ def metrics(m: Loaded, scores: np.ndarray, table, label: str) -> dict[str, float
 
 
 def per_slice_accuracy(m: Loaded, scores: np.ndarray, table, label: str, slice_col: str) -> dict[str, tuple[float, int]]:
-    y = m.pre.targets(table, label)
+    import pyarrow.compute as pc
+
+    y = m.targets(table, label)
     ok = (scores.argmax(1) == y) if m.pre.task == "classification" else -np.abs(scores.reshape(-1) - y.reshape(-1))
-    out = {}
-    slices = np.asarray(table[slice_col].to_pylist(), dtype=object)
-    for s in sorted(set(slices)):
-        sel = slices == s
-        out[str(s)] = (float(ok[sel].mean()), int(sel.sum()))
-    return out
+    col = table[slice_col]
+    if col.null_count:  # slices named None among the others: the general (slower) path
+        slices = np.asarray(col.to_pylist(), dtype=object)
+        return {str(s): (float(ok[slices == s].mean()), int((slices == s).sum())) for s in sorted(set(slices))}
+    enc = pc.dictionary_encode(col).combine_chunks()
+    names, codes = enc.dictionary.to_pylist(), enc.indices.to_numpy(zero_copy_only=False)
+    rows = np.bincount(codes, minlength=len(names))
+    hits = np.bincount(codes, weights=ok.astype(np.float64), minlength=len(names))
+    return {str(names[i]): (float(hits[i] / rows[i]), int(rows[i]))
+            for i in sorted(range(len(names)), key=names.__getitem__) if rows[i]}
 
 
 def latency_p99_ms(m: Loaded, table, n: int = 200) -> float:
-    from lifelong_cli.training.onnx_export import onnx_inputs
+    from lifelong_cli.training.inference import onnx_inputs
 
     feeds = [onnx_inputs(m.pre, table.slice(i % max(1, table.num_rows), 1)) for i in range(min(n, max(1, table.num_rows)))]
     for f in feeds[:10]:
@@ -136,7 +170,7 @@ def sanity(cand: Loaded, cs: np.ndarray, golden, label: str, vs) -> Gate:
     weights_ok = finite_weights(cand)
     if cand.pre.task == "classification":
         shares = np.bincount(cs.argmax(1), minlength=cs.shape[1]) / len(cs)
-        label_top = max(np.bincount(cand.pre.targets(golden, label), minlength=cs.shape[1]) / len(cs))
+        label_top = max(np.bincount(cand.targets(golden, label), minlength=cs.shape[1]) / len(cs))
         top = float(shares.max())
         collapsed = top > vs.collapse_share and label_top <= vs.collapse_share
         figure = f"top class {top:.1%} of predictions"
@@ -150,6 +184,8 @@ def sanity(cand: Loaded, cs: np.ndarray, golden, label: str, vs) -> Gate:
 
 
 def finite_weights(m: Loaded) -> bool:
+    if m.layers is not None:
+        return all(bool(np.isfinite(w).all() and np.isfinite(b).all()) for w, b in m.layers)
     return all(bool(np.isfinite(p.detach().numpy()).all()) for p in m.net.parameters())
 
 
@@ -199,6 +235,6 @@ def latency(cand: Loaded, golden, max_ms: float) -> Gate:
     return Gate("latency", p99 <= max_ms, f"p99 {p99:.2f} ms", f"≤ {max_ms} ms")
 
 
-__all__ = ["Gate", "Loaded", "load", "scores_onnx", "scores_torch", "metrics", "per_slice_accuracy", "latency_p99_ms",
+__all__ = ["Gate", "Loaded", "load", "scores_onnx", "scores_state_dict", "metrics", "per_slice_accuracy", "latency_p99_ms",
            "signature", "sanity", "finite_weights", "metric_floors", "against_baseline", "latency", "HIGHER_IS_BETTER",
            "CheckFailedError", "NotFoundError"]

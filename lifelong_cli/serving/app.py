@@ -67,8 +67,14 @@ async def _raw_body(request: Request, max_body: int) -> bytes:
 
 
 class Metrics:
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+    """This process's metrics: requests and latency (counted as they happen), what each replica serves
+    and its prediction log (read at scrape time), the process itself, and the state of the models it
+    serves from the store — the same state metrics as `llctl metrics` (``serving.metrics``)."""
+
+    def __init__(self, replicas: Sequence[Replica] = ()) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+
+        from lifelong_cli.serving.metrics import StateCollector
 
         self.registry = CollectorRegistry()
         self.requests = Counter("llctl_requests", "Requests by route, model, version, variant and status code",
@@ -76,23 +82,46 @@ class Metrics:
         self.latency = Histogram("llctl_request_latency_seconds", "Request latency by route, model and version",
                                  ["route", "model", "version"], registry=self.registry,
                                  buckets=(.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5))
-        self.generation = Gauge("llctl_deployment_generation", "Deployment generation being served", ["model"],
-                                registry=self.registry)
-        self.swaps = Gauge("llctl_model_swaps", "Routing-table swaps since start", ["model"], registry=self.registry)
-        self.logged = Gauge("llctl_prediction_log_written", "Prediction records written to the store", ["model"],
-                            registry=self.registry)
-        self.dropped = Gauge("llctl_prediction_log_dropped", "Prediction records dropped (queue full)", ["model"],
-                             registry=self.registry)
-        self.queue = Gauge("llctl_prediction_log_queue", "Prediction records waiting to be written", ["model"],
-                           registry=self.registry)
+        self.replicas = list(replicas)
+        self.registry.register(_ReplicaCollector(self.replicas))
+        ProcessCollector(registry=self.registry)
+        if self.replicas:
+            ctx = self.replicas[0].ctx
+            settings = ctx.config.settings
+            self.registry.register(StateCollector(
+                ctx.store, models=[r.model for r in self.replicas], slo=settings.slo,
+                replica_ttl_seconds=settings.serving.replica_ttl_seconds))
 
-    def update(self, replica: Replica) -> None:
-        m = replica.model
-        self.generation.labels(m).set(replica.routing.generation)
-        self.swaps.labels(m).set(replica.swaps)
-        self.logged.labels(m).set(replica.log.counters.logged)
-        self.dropped.labels(m).set(replica.log.counters.dropped)
-        self.queue.labels(m).set(len(replica.log.queue))
+
+class _ReplicaCollector:
+    """What each replica of this process serves and its prediction log, read at scrape time."""
+
+    def __init__(self, replicas: Sequence[Replica]) -> None:
+        self.replicas = replicas
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        generation = GaugeMetricFamily("llctl_deployment_generation", "Deployment generation this replica serves",
+                                       labels=["model"])
+        swaps = CounterMetricFamily("llctl_model_swaps", "Routing-table swaps since this process started",
+                                    labels=["model"])
+        written = CounterMetricFamily("llctl_prediction_log_written", "Prediction records written to the store",
+                                      labels=["model"])
+        dropped = CounterMetricFamily("llctl_prediction_log_dropped",
+                                      "Prediction records dropped (queue full while the store lagged)", labels=["model"])
+        queue = GaugeMetricFamily("llctl_prediction_log_queue", "Prediction records waiting to be written",
+                                  labels=["model"])
+        for r in self.replicas:
+            generation.add_metric([r.model], r.routing.generation)
+            swaps.add_metric([r.model], r.swaps)
+            written.add_metric([r.model], r.log.counters.logged)
+            dropped.add_metric([r.model], r.log.counters.dropped)
+            queue.add_metric([r.model], len(r.log.queue))
+        yield from (generation, swaps, written, dropped, queue)
 
 
 class RequestIds:
@@ -248,7 +277,7 @@ def build_app(replicas: Replica | Sequence[Replica], *, started: bool = False) -
     replicas = [replicas] if isinstance(replicas, Replica) else list(replicas)
     serving = replicas[0].ctx.config.settings.serving
     max_body, token_env = serving.max_body_bytes, serving.admin_token_env
-    metrics, ids = Metrics(), RequestIds()
+    metrics, ids = Metrics(replicas), RequestIds()
     endpoints = {r.model: ModelEndpoint(r, metrics, ids) for r in replicas}
     single = endpoints[replicas[0].model] if len(endpoints) == 1 else None
     names = ", ".join(endpoints)
@@ -306,10 +335,10 @@ def build_app(replicas: Replica | Sequence[Replica], *, started: bool = False) -
 
     async def metrics_endpoint(request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from starlette.concurrency import run_in_threadpool
 
-        for r in replicas:
-            metrics.update(r)
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        # the state metrics read the store: off the event loop, so predictions never wait on it
+        return Response(await run_in_threadpool(generate_latest, metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     def _authorised(request: Request) -> Response | None:
         import os

@@ -58,3 +58,21 @@ def query(t: Tx, *, model: str | None = None, verb: str | None = None, actor: st
     rows = t.rows(sql, params, types=TYPES)
     rows.reverse()
     return rows
+
+
+# -- read by the Prometheus exporter (issue 13) ------------------------------------------------------
+def counts(t: Tx) -> list[dict[str, Any]]:
+    """(model, verb, outcome, n) over the whole log; ``model`` None for store-wide entries. The log is
+    append-only, so each count only grows: a Prometheus counter."""
+    return t.rows("SELECT model, verb, outcome, count(*) AS n FROM audit_log GROUP BY model, verb, outcome "
+                  "ORDER BY model, verb, outcome")
+
+
+def fallback_activations(t: Tx) -> dict[str, int]:
+    """Per model: how many times `fallback on` changed something (turned it on, or changed its strategy)."""
+    out: dict[str, int] = {}
+    for r in t.rows("SELECT model, args FROM audit_log WHERE verb = 'fallback' AND outcome = 'ok' "
+                    "AND model IS NOT NULL", types={"args": "json"}):
+        if (r["args"] or {}).get("on"):
+            out[r["model"]] = out.get(r["model"], 0) + 1
+    return out

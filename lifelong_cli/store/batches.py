@@ -88,6 +88,17 @@ def set_segment_path(t: Tx, model: str, batch_id: int, path: str) -> None:
               {"p": path, "m": model, "id": batch_id})
 
 
+def set_counts(t: Tx, model: str, batch_id: int, *, rows_trainable: int, rows_holdout: int,
+               labels_waiting: int) -> None:
+    """The batch's trainable, hold-out and waiting counts, once it is stored (ingest counts them as train reads)."""
+    row = get(t, model, batch_id)
+    if row is None:
+        return
+    detail = {**(row.get("detail") or {}), "rows_holdout": rows_holdout, "labels_waiting": labels_waiting}
+    t.execute("UPDATE batches SET rows_trainable = :n, detail = :d WHERE model = :m AND id = :id",
+              {"n": rows_trainable, "d": detail, "m": model, "id": batch_id})
+
+
 def with_quarantine(t: Tx, model: str) -> list[dict[str, Any]]:
     """The model's batches that have quarantined rows, newest first."""
     return t.rows(f"SELECT {COLS} FROM batches WHERE model = :m AND rows_quarantined > 0 ORDER BY id DESC",
@@ -139,3 +150,17 @@ def segment_paths(t: Tx, model: str | None = None) -> list[dict[str, Any]]:
         sql += " WHERE model = :m"
         params["m"] = model
     return t.rows(sql + " ORDER BY id", params)
+
+
+# -- read by the Prometheus exporter (issue 13) ------------------------------------------------------
+def totals_by_model(t: Tx) -> list[dict[str, Any]]:
+    """Per model, kind and status: batches, their rows (read, accepted, quarantined, duplicate), how many
+    drifted, the newest ingest and the newest event time (one query for every model)."""
+    return t.rows("SELECT model, kind, status, count(*) AS n, coalesce(sum(rows_read), 0) AS rows_read, "
+                  "coalesce(sum(rows_accepted), 0) AS rows_accepted, "
+                  "coalesce(sum(rows_quarantined), 0) AS rows_quarantined, "
+                  "coalesce(sum(rows_duplicate), 0) AS rows_duplicate, "
+                  "coalesce(sum(CASE WHEN drifted = :t THEN 1 ELSE 0 END), 0) AS drifted, "
+                  "max(created_at) AS last_at, max(event_time_max) AS newest "
+                  "FROM batches GROUP BY model, kind, status ORDER BY model, kind, status", {"t": True},
+                  types={"last_at": "ts", "newest": "ts"})

@@ -123,3 +123,10 @@ def release_lease(t: Tx, model: str, lease: Lease) -> bool:
     _set(t, model, lease_holder=None, lease_token=None, lease_acquired_at=None, lease_heartbeat_at=None,
          lease_expires_at=None)
     return True
+
+
+# -- read by the Prometheus exporter (issue 13) ------------------------------------------------------
+def every(t: Tx) -> dict[str, ControlState]:
+    """Every model's training control state, by model name (one query)."""
+    rows = t.rows(f"SELECT model, {_COLS} FROM training_control ORDER BY model", types=TYPES)
+    return {r.pop("model"): ControlState(**r) for r in rows}

@@ -47,3 +47,9 @@ def update_locked(t: Tx, model: str, *, actor: str, now: datetime, **changes: An
     """Lock the row, then compare-and-set against what was read: the usual write path."""
     row = get(t, model, lock=True)
     return compare_and_set(t, model, expected_generation=row["generation"], actor=actor, now=now, **changes)
+
+
+# -- read by the Prometheus exporter (issue 13) ------------------------------------------------------
+def every(t: Tx) -> list[dict[str, Any]]:
+    """Every model's deployment row, by model name (one query, however many models the store holds)."""
+    return t.rows(f"SELECT {_COLS} FROM deployment ORDER BY model", types=TYPES)

@@ -81,3 +81,9 @@ def timeline(t: Tx, incident: dict[str, Any]) -> list[dict[str, Any]]:
     noted = [{"ts": n["ts"], "actor": n["actor"], "what": "note", "outcome": "", "reason": n["text"], "args": {},
               "detail": {}, "model": incident["model"]} for n in notes(t, incident["id"])]
     return sorted(entries + noted, key=lambda e: e["ts"])
+
+
+# -- read by the Prometheus exporter (issue 13) ------------------------------------------------------
+def counts(t: Tx) -> list[dict[str, Any]]:
+    """(model, status, n): incidents per model (``model`` None: store-wide) and status."""
+    return t.rows("SELECT model, status, count(*) AS n FROM incidents GROUP BY model, status ORDER BY model, status")

@@ -59,3 +59,10 @@ def created_between(t: Tx, model: str | None, start: datetime, end: datetime) ->
         sql += " AND model = :m"
         params["m"] = model
     return t.rows(sql + " ORDER BY id", params, types=TYPES)
+
+
+# -- read by the Prometheus exporter (issue 13) ------------------------------------------------------
+def counts(t: Tx) -> list[dict[str, Any]]:
+    """(model, active, hard, n): purge rules per model and state."""
+    return t.rows("SELECT model, active, hard, count(*) AS n FROM purge_rules GROUP BY model, active, hard "
+                  "ORDER BY model", types={"active": "bool", "hard": "bool"})

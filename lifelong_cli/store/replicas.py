@@ -68,3 +68,12 @@ def describe(confirm: dict[str, Any] | None) -> str:
         return (f"; {len(confirm['confirmed'])} of {confirm['replicas']} replica(s) confirmed within "
                 f"{confirm['seconds']:.1f} s, NOT yet: {', '.join(confirm['unconfirmed'])}")
     return f"; all {confirm['replicas']} live replica(s) confirmed in {confirm['seconds']:.2f} s"
+
+
+# -- read by the Prometheus exporter (issue 13) ------------------------------------------------------
+def live_by_model(t: Tx, *, now: datetime, ttl_seconds: float) -> dict[str, dict[str, Any]]:
+    """Per model: live replicas (reported within ``ttl_seconds``, not shut down) and the lowest
+    deployment generation one of them has applied."""
+    rows = t.rows("SELECT model, count(*) AS n, min(generation) AS lowest FROM replicas WHERE heartbeat_at >= :since "
+                  "AND status <> 'stopped' GROUP BY model", {"since": now - timedelta(seconds=ttl_seconds)})
+    return {r["model"]: {"live": int(r["n"]), "lowest_generation": r["lowest"]} for r in rows}

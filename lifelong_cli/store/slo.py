@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from lifelong_cli.store.sql import Tx
 
@@ -18,3 +19,10 @@ def relaxed(t: Tx, model: str, *, now: datetime) -> dict[str, datetime]:
     return {r["policy"]: r["until"] for r in t.rows(
         "SELECT policy, max(until) AS until FROM slo_relaxations WHERE model = :m AND until > :now GROUP BY policy",
         {"m": model, "now": now}, types={"until": "ts"})}
+
+
+# -- read by the Prometheus exporter (issue 13) ------------------------------------------------------
+def relaxed_all(t: Tx, *, now: datetime) -> list[dict[str, Any]]:
+    """(model, policy, until) of every policy of every model relaxed at ``now``."""
+    return t.rows("SELECT model, policy, max(until) AS until FROM slo_relaxations WHERE until > :now "
+                  "GROUP BY model, policy ORDER BY model, policy", {"now": now}, types={"until": "ts"})

@@ -146,3 +146,24 @@ def not_known_bad(t: Tx, model: str) -> list[int]:
                                    f"AND coalesce({_LATEST_VERDICT}, '') <> 'rejected' ORDER BY v.id", {"m": model})]
     bad = tainted(t, model)
     return [i for i in ids if i not in bad]
+
+
+# -- read by the Prometheus exporter (issue 13) ------------------------------------------------------
+def totals_by_model(t: Tx) -> dict[str, dict[str, Any]]:
+    """Per model: versions trained, the newest version and when it was trained, and when its stable
+    version was trained (the age `check`'s staleness policy measures)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in t.rows("SELECT model, count(*) AS n, max(id) AS latest, max(created_at) AS last_at "
+                    "FROM model_versions GROUP BY model", types={"last_at": "ts"}):
+        out[r["model"]] = {"versions": int(r["n"]), "latest": r["latest"], "last_trained_at": r["last_at"],
+                           "stable_trained_at": None}
+    for r in t.rows("SELECT d.model, v.created_at FROM deployment d JOIN model_versions v "
+                    "ON v.model = d.model AND v.id = d.stable_version", types={"created_at": "ts"}):
+        out.setdefault(r["model"], {"versions": 0, "latest": None, "last_trained_at": None})
+        out[r["model"]]["stable_trained_at"] = r["created_at"]
+    return out
+
+
+def verdict_counts(t: Tx) -> list[dict[str, Any]]:
+    """(model, verdict, n): validation verdicts recorded, per model and verdict."""
+    return t.rows("SELECT model, verdict, count(*) AS n FROM validations GROUP BY model, verdict ORDER BY model, verdict")

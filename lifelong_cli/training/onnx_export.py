@@ -14,8 +14,11 @@ import onnx
 import torch
 from onnx import TensorProto, compose, helper, numpy_helper
 
+from lifelong_cli.training.inference import onnx_inputs
 from lifelong_cli.training.model import Scored
 from lifelong_cli.training.preprocess import Preprocessor
+
+__all__ = ["OPSET", "FEATURES", "OUTPUT", "preprocessing_graph", "export", "onnx_inputs"]
 
 OPSET = 17
 FEATURES = "features"
@@ -36,7 +39,11 @@ def preprocessing_graph(pre: Preprocessor) -> onnx.ModelProto:
             helper.make_node("Sub", ["num_filled", "pre_mean"], ["num_centered"]),
             helper.make_node("Div", ["num_centered", "pre_std"], ["num_scaled"]),
         ]
-        parts.append("num_scaled")
+        if pre.clip is not None:  # as Preprocessor.transform clips (versions fitted before clipping: none)
+            inits += [numpy_helper.from_array(np.asarray(-pre.clip, np.float32), "pre_clip_lo"),
+                      numpy_helper.from_array(np.asarray(pre.clip, np.float32), "pre_clip_hi")]
+            nodes.append(helper.make_node("Clip", ["num_scaled", "pre_clip_lo", "pre_clip_hi"], ["num_clipped"]))
+        parts.append("num_clipped" if pre.clip is not None else "num_scaled")
     for i, (name, cats) in enumerate(zip(pre.categorical, pre.categories, strict=True)):
         inputs.append(helper.make_tensor_value_info(name, TensorProto.STRING, ["N", 1]))
         inits.append(numpy_helper.from_array(np.asarray([-1, len(cats)], np.int64), f"cat_shape_{i}"))
@@ -67,15 +74,3 @@ def export(net: torch.nn.Module, pre: Preprocessor) -> bytes:
     onnx.checker.check_model(merged)
     return merged.SerializeToString()
 
-
-def onnx_inputs(pre: Preprocessor, table) -> dict[str, np.ndarray]:
-    """Feed dict for the exported model from an Arrow table of raw feature columns."""
-    import pyarrow.compute as pc
-
-    feed = {}
-    for name in pre.numeric:
-        col = table[name]
-        feed[name] = np.asarray(pc.cast(col, "float64").to_numpy(zero_copy_only=False), np.float32).reshape(-1, 1)
-    for name in pre.categorical:
-        feed[name] = np.asarray([("" if v is None else str(v)) for v in table[name].to_pylist()], dtype=object).reshape(-1, 1)
-    return feed

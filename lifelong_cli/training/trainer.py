@@ -2,7 +2,14 @@
 
 Strategies: ``naive`` (new data only), ``replay`` (a reservoir of past rows mixed into every
 batch), ``ewc`` (elastic weight consolidation: a quadratic penalty, weighted by the Fisher
-information of the parent's data, pulling weights towards the parent's), ``ewc+replay`` (both)."""
+information of the parent's data, pulling weights towards the parent's), ``ewc+replay`` (both).
+
+How long: a fixed number of passes when ``epochs`` is set; otherwise (the default) the run adapts
+to the increment — at least ``min_steps`` optimizer steps and one pass over the new rows, at most
+``max_epochs`` passes, stopping early once the loss on validation rows (the increment's hold-out,
+or a split of the increment) has not improved for ``patience`` evaluations, and keeping the weights
+of the best evaluation. A fixed epoch count underfits a small increment (5 passes over 250 rows
+are 20 steps) and overfits a large one."""
 
 from __future__ import annotations
 
@@ -24,7 +31,7 @@ class TrainingDivergedError(CheckFailedError):
 @dataclass
 class TrainConfig:
     strategy: str
-    epochs: int
+    epochs: int | None  # None: adaptive (min_steps, max_epochs, early stopping on the validation rows)
     batch_size: int
     learning_rate: float
     grad_clip: float
@@ -36,6 +43,9 @@ class TrainConfig:
     task: str
     heartbeat_seconds: float
     threads: int = 1
+    min_steps: int = 0
+    max_epochs: int = 100
+    patience: int = 5
 
 
 @dataclass
@@ -85,11 +95,21 @@ def _windows(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
     return idx
 
 
+def _evaluate(model: nn.Module, lf, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    with torch.no_grad():
+        loss = float(lf(model(x), y))
+    model.train()
+    return loss
+
+
 def fit(model: nn.Module, x_new: np.ndarray, y_new: np.ndarray, cfg: TrainConfig, *,
         x_replay: np.ndarray | None = None, y_replay: np.ndarray | None = None, ewc: EwcAnchor | None = None,
         optimizer_state: dict | None = None, check_in: Callable[[int], None] | None = None,
-        inject_nan_at_step: int | None = None) -> tuple[torch.optim.Optimizer, dict[str, float]]:
-    """Train in place. ``check_in(step)`` runs at least every ``heartbeat_seconds`` (lease + stop flag)."""
+        inject_nan_at_step: int | None = None, x_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None) -> tuple[torch.optim.Optimizer, dict[str, float]]:
+    """Train in place. ``check_in(step)`` runs at least every ``heartbeat_seconds`` (lease + stop flag).
+    ``x_val``/``y_val``: rows never trained on here, for early stopping (adaptive runs only)."""
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)  # small tabular models: one thread beats two (less sync overhead)
     rng = np.random.default_rng(cfg.seed)
@@ -116,10 +136,23 @@ def fit(model: nn.Module, x_new: np.ndarray, y_new: np.ndarray, cfg: TrainConfig
     if use_ewc:
         anchored = [(p, ewc.fisher[n], ewc.params[n]) for n, p in model.named_parameters()
                     if n in ewc.fisher and p.requires_grad]
+    per_epoch = max(1, -(-len(xn) // b_new))
+    if cfg.epochs is not None:
+        min_steps = max_steps = cfg.epochs * per_epoch
+    else:
+        min_steps = max(cfg.min_steps, per_epoch)
+        max_steps = max(min_steps, cfg.max_epochs * per_epoch)
+    early = cfg.epochs is None and x_val is not None and len(x_val) > 0
+    if early:
+        xv, yv = torch.from_numpy(x_val), torch.from_numpy(y_val)
+        eval_every = min(max(per_epoch, 20), 200)
+        best_loss, best_step, best_state, stale = _evaluate(model, lf, xv, yv), 0, None, 0
     step, last_check, losses = 0, time.monotonic(), []
+    stopped_early = False
     t0 = time.monotonic()
     model.train()
-    for epoch in range(cfg.epochs):
+    epoch = 0
+    while step < max_steps and not stopped_early:
         order = _windows(len(xn), cfg.shuffle_buffer, rng)
         epoch_loss, batches = 0.0, 0
         for s in range(0, len(order), b_new):
@@ -154,13 +187,32 @@ def fit(model: nn.Module, x_new: np.ndarray, y_new: np.ndarray, cfg: TrainConfig
             if check_in and time.monotonic() - last_check >= cfg.heartbeat_seconds:
                 check_in(step)
                 last_check = time.monotonic()
+            if early and (step % eval_every == 0 or step == max_steps):
+                v = _evaluate(model, lf, xv, yv)
+                if v < best_loss - 1e-4:
+                    best_loss, best_step, stale = v, step, 0
+                    best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+                else:
+                    stale += 1
+                if step >= min_steps and stale >= cfg.patience:
+                    stopped_early = True
+            if step >= max_steps or stopped_early:
+                break
         losses.append(epoch_loss / max(1, batches))
+        epoch += 1
+    extra: dict[str, float] = {}
+    if early:
+        if best_state is not None:  # the best evaluation's weights (none beat the start: the last ones stay)
+            model.load_state_dict(best_state)
+        extra = {"val_rows": len(xv), "val_loss": best_loss, "best_step": best_step, "stopped_early": stopped_early}
     _check_weights(model, step)
     if check_in:
         check_in(step)
     model.eval()
-    return opt, {"steps": step, "final_loss": losses[-1] if losses else float("nan"),
-                 "first_epoch_loss": losses[0] if losses else float("nan"), "fit_seconds": time.monotonic() - t0}
+    return opt, {"steps": step, "epochs": round(step / per_epoch, 2), "learning_rate": cfg.learning_rate,
+                 "final_loss": losses[-1] if losses else float("nan"),
+                 "first_epoch_loss": losses[0] if losses else float("nan"), "fit_seconds": time.monotonic() - t0,
+                 **extra}
 
 
 def _check_weights(model: nn.Module, step: int) -> None:

@@ -698,7 +698,7 @@ def test_prediction_log_memory_is_bounded_while_the_store_is_locked(ws, env, ser
             time.sleep(2.0)
         text = srv.get("/metrics").text
         assert _metric(text, "llctl_prediction_log_queue") <= 100
-        assert _metric(text, "llctl_prediction_log_dropped") > 0
+        assert _metric(text, "llctl_prediction_log_dropped_total") > 0
         assert traffic.tally.failed == 0 and traffic.tally.ok > 300, traffic.tally.statuses
         slowest = max(traffic.tally.latencies_ms)
         assert slowest < 1000, f"a request waited on the store (held for 2 s): {slowest:.0f} ms"

@@ -53,8 +53,9 @@ def refs_of(ctx, kinds=None):
 
 def test_accepted_rows_are_readable_and_holdout_is_kept_apart(ctx, tmp_path):
     r = ingest(ctx, path=str(write_csv(tmp_path / "a.csv", make_rows(0, 500))))
-    assert r.status == "accepted" and r.rows_accepted == 500 and r.rows_trainable == 500
+    assert r.status == "accepted" and r.rows_accepted == 500
     train, held = read(ctx), read(ctx, holdout="only")
+    assert (r.rows_trainable, r.rows_holdout) == (train.num_rows, held.num_rows)  # counted as train reads them
     assert train.num_rows + held.num_rows == 500
     assert 20 < held.num_rows < 90  # data.holdout_fraction 0.1, by key hash
     assert not set(train["example_id"].to_pylist()) & set(held["example_id"].to_pylist())
@@ -74,7 +75,7 @@ def test_late_labels_make_examples_trainable_at_their_sequence(ctx, tmp_path):
     lab = tmp_path / "l.csv"
     lab.write_text("example_id,label\n" + "".join(f"k{i},1\n" for i in range(40)) + "nokey,0\n")
     lr = ingest(ctx, path=str(lab), kind="labels")
-    assert (lr.rows_trainable, lr.labels_waiting) == (40, 1)
+    assert (lr.rows_trainable + lr.rows_holdout, lr.labels_waiting) == (40, 1)
     rows = read(ctx, holdout="include")
     assert rows.num_rows == 40
     assert set(rows[rd.TRAINABLE_SEQ].to_pylist()) == {lr.batch}
@@ -251,7 +252,7 @@ def test_the_same_file_is_accepted_by_each_model_and_is_a_duplicate_only_within_
     lab = tmp_path / "l.csv"
     lab.write_text("example_id,label\n" + "".join(f"k{i},1\n" for i in range(10)))
     lr = ingest(other, path=str(lab), kind="labels")
-    assert (lr.rows_trainable, lr.labels_waiting) == (10, 0)
+    assert (lr.rows_trainable + lr.rows_holdout, lr.labels_waiting) == (10, 0)
     assert read(other, holdout="include").num_rows == 10
     assert read(ctx, holdout="include").num_rows == 0
     assert ingest(ctx, path=str(lab), kind="labels").status == "accepted"  # not a duplicate of other's

@@ -165,9 +165,9 @@ def test_labels_find_their_examples_and_examples_their_labels_through_the_index(
     lab = rnd.sample(ex, 120) + uuid_keys(30, rnd)  # some for examples not stored yet, some unknown
     r = feed(labels(lab, rnd), kind="labels")
     in_first = len(set(lab) & set(ex[:200]))
-    assert (r.rows_trainable, r.labels_waiting) == (in_first, 150 - in_first)
+    assert (r.rows_trainable + r.rows_holdout, r.labels_waiting) == (in_first, 150 - in_first)
     r = feed(examples(ex[200:], rnd, labelled=False))
-    assert r.rows_trainable == len(set(lab) & set(ex[200:]))
+    assert r.rows_trainable + r.rows_holdout == len(set(lab) & set(ex[200:]))
 
 
 def test_the_index_keeps_few_runs_and_finds_every_stored_row(tmp_path):
