@@ -52,6 +52,10 @@ class DataSettings(_Section):
     max_bad_fraction: float = Field(0.2, ge=0.0, le=1.0)
     orphan_label_window_hours: float = Field(24.0, ge=0.0)
     holdout_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    # A labels or feedback batch that changes more than this share of the labels in use for its
+    # examples is held (stored, not trainable) until `llctl data release` (or `reject`); accept: taken as is.
+    on_label_conflict: Literal["hold", "accept"] = "hold"
+    label_conflict_tolerance: float = Field(0.02, ge=0.0, le=1.0)
     chunk_rows: int = Field(65_536, ge=1_000)
     max_field_bytes: int = Field(1_000_000, ge=1_000)
 

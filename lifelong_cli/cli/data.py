@@ -24,13 +24,14 @@ def ingest(
 ) -> None:
     """Validate and ingest one batch: bad rows are quarantined with a reason, duplicates dropped,
     labels joined to their examples, and the batch checked for drift. Exit 3 when the batch is
-    rejected (too many bad rows). Re-ingesting the same content changes nothing."""
+    rejected (too many bad rows) or held (labels that contradict the labels in use: stored, not
+    trainable until `llctl data release`). Re-ingesting the same content changes nothing."""
     from lifelong_cli.ops.ingest import ingest as op
 
     ctx = app_ctx(tctx, json_out=json_out)
     with _progress(ctx) as progress:
         run(ctx, lambda: op(ctx, path=path, source=source, kind=kind, fmt=fmt, dry_run=dry_run, progress=progress),
-            _render_ingest, exit_code=lambda r: 3 if r.status == "rejected" else 0)
+            _render_ingest, exit_code=lambda r: 3 if r.status in ("rejected", "held") else 0)
 
 
 class _progress:
@@ -254,3 +255,79 @@ def labels_show(
             ctx.say(f"next: {r.next}")
 
     run(ctx, lambda: op(ctx, key=key), render)
+
+
+HeldBatchArg = Annotated[int, typer.Argument(help="The held batch (see `llctl data holds`).")]
+DecisionReasonOpt = Annotated[str | None, typer.Option("--reason", "-r", help="Why (audited); required unless --dry-run.")]
+
+data_app = typer.Typer(help="Batches on hold (labels that contradict the labels in use): list, release, reject.",
+                       no_args_is_help=True)
+
+
+@data_app.command("holds")
+def data_holds(tctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """The batches on hold, oldest first: why (with figures) and for how long. A held batch is
+    stored and never lost, but nothing of it is trainable until it is released.
+
+    Example: llctl data holds --json"""
+    from lifelong_cli.ops.holds import data_holds as op
+
+    ctx = app_ctx(tctx, json_out=json_out)
+
+    def render(ctx, r) -> None:
+        from rich.table import Table
+
+        ctx.say(r.message)
+        if r.holds:
+            t = Table("batch", "kind", "source", "held since", "rows", "why")
+            for h in r.holds:
+                t.add_row(str(h["batch"]), h["kind"], h["source"], when(h["held_since"]), str(h["rows"]),
+                          h.get("reason", "-"))
+            ctx.out().print(t)
+        if r.next:
+            ctx.say(f"next: {r.next}")
+
+    run(ctx, lambda: op(ctx), render)
+
+
+def _decide(tctx, batch: int, reason: str | None, dry_run: bool, json_out: bool, release: bool) -> None:
+    from lifelong_cli.ops.holds import data_reject, data_release
+
+    ctx = app_ctx(tctx, json_out=json_out)
+    op = data_release if release else data_reject
+    run(ctx, lambda: op(ctx, batch=batch, reason=reason, dry_run=dry_run), _render_decision)
+
+
+def _render_decision(ctx, r) -> None:
+    ctx.say(r.message)
+    if r.next:
+        ctx.say(f"next: {r.next}")
+
+
+@data_app.command("release")
+def data_release(
+    tctx: typer.Context,
+    batch: HeldBatchArg,
+    reason: DecisionReasonOpt = None,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Accept a held batch: its rows become trainable under a new batch id, and its labels become the
+    newest delivery of their examples (they win over the labels they contradicted).
+
+    Example: llctl data release 12 --reason "upstream confirmed the relabel\""""
+    _decide(tctx, batch, reason, dry_run, json_out, release=True)
+
+
+@data_app.command("reject")
+def data_reject(
+    tctx: typer.Context,
+    batch: HeldBatchArg,
+    reason: DecisionReasonOpt = None,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Keep a held batch out for good: it stays on disk (nothing is deleted) and is never trained on.
+
+    Example: llctl data reject 12 --reason "labeller bug, ticket 4411\""""
+    _decide(tctx, batch, reason, dry_run, json_out, release=False)

@@ -87,7 +87,7 @@ def _status_table(r):
     age = d["last_ingest_age_seconds"]
     fresh = f"last ingest {when(d['last_ingest_at'])} ({_age(age)} ago)" if age is not None else "no data ingested"
     tbl.add_row("data", f"{d['batches']} batch(es), {d['rows_accepted']} rows, {d['rows_quarantined']} quarantined, "
-                f"{d['batches_rejected']} rejected · {fresh} · {d['active_purge_rules']} active purge rule(s)")
+                f"{d['batches_rejected']} rejected, {d['batches_held']} on hold · {fresh} · {d['active_purge_rules']} active purge rule(s)")
     if dr.get("batch") is None:
         tbl.add_row("drift", "not checked yet")
     else:

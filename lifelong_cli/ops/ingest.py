@@ -104,6 +104,17 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
                 redelivery_of, twin = twin, None
                 newest = max((r.id for r in refs), default=0)
                 content_hash = hashlib.sha256(f"{src.sha256}:redelivered-after:{newest}".encode()).hexdigest()
+        if twin is None and redelivery_of is None:
+            with ctx.store.tx(write=False) as t:
+                on_hold = batches.held_twin(t, model, kind, src.sha256)
+            if on_hold is not None:
+                return IngestResult(model=model, batch=on_hold["id"], status="duplicate", kind=kind, source=source,
+                                    input=src.label, content_hash=src.sha256, dry_run=dry_run,
+                                    message=f"model '{model}': already ingested as batch {on_hold['id']}, which is on "
+                                            f"hold ({(on_hold['detail'].get('hold') or {}).get('reason', 'held')}); "
+                                            "nothing changed",
+                                    next=f"`llctl data release {on_hold['id']} --reason ...` makes it trainable; "
+                                         f"`llctl data reject {on_hold['id']} --reason ...` keeps it out")
         if twin is not None:
             return IngestResult(model=model, batch=twin, status="duplicate", kind=kind, source=source,
                                 input=src.label, content_hash=src.sha256, dry_run=dry_run,
@@ -203,6 +214,11 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
                                             f"for model '{model}'",
                                     next="run again without --dry-run to ingest")
             seg_path = gw.commit() if status == "accepted" and counts["accepted"] else None
+            hold = None
+            if seg_path and kind != "examples" and redelivery_of is None:
+                hold = _label_conflict(ctx, data, schema, refs, rules, seg_path)
+                if hold is not None:
+                    status = "held"
             if seg_path is None:
                 gw.abort()
             q_path = qw.commit() if counts["quarantined"] else None
@@ -234,7 +250,8 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
                                 "ignored_columns": ignored, "labels_waiting": waiting, "format": src.format,
                                 "bytes": src.size, "rows_valid": counts.get("valid", counts["accepted"]),
                                 **({"redelivery_of": redelivery_of, "content_sha256": src.sha256}
-                                   if redelivery_of is not None else {})})
+                                   if redelivery_of is not None else {}),
+                                **({"hold": hold} if hold is not None else {})})
                     if batch_id is None:  # a concurrent ingest of the same content committed first
                         twin = batches.accepted_twin(t, model, kind, content_hash)
                 if batch_id is not None:
@@ -248,7 +265,7 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
                 if p:
                     data.remove(p)
             raise
-        if batch_id is not None and seg_path:  # the key index learns the batch now (else on first use)
+        if batch_id is not None and seg_path and status == "accepted":  # the key index learns the batch now
             from lifelong_cli.data.keyindex import KeyIndex
 
             h = batch_hashes[0] if batch_hashes else np.array([], np.uint64)
@@ -264,16 +281,20 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
     finally:
         src.cleanup()
     held_out = 0
-    if batch_id is not None and seg_path:  # what the batch makes trainable, as train will read it
+    if batch_id is not None and seg_path and status == "accepted":  # what it makes trainable, as train reads it
         with ctx.store.tx(write=False) as t:
             refs = batches.for_reading(t, model)
             rules = purge_rules.active(t, model)
-        trainable, held_out, waiting = _trainable_counts(data, schema, refs, rules, batch_id, kind, seg_path)
+        trainable, held_out, waiting = trainable_counts(data, schema, refs, rules, batch_id, kind, seg_path)
         with ctx.store.tx() as t:
             batches.set_counts(t, model, batch_id, rows_trainable=trainable, rows_holdout=held_out,
                                labels_waiting=waiting)
 
-    if status == "rejected":
+    if status == "held":
+        message = (f"model '{model}': batch {batch_id} HELD (stored, not trainable): {hold['reason']}")
+        nxt = (f"`llctl labels show {hold['examples'][0]['key']}` shows one; `llctl data release {batch_id} --reason ...` "
+               f"if the new labels are right (they then win), `llctl data reject {batch_id} --reason ...` if not")
+    elif status == "rejected":
         message = (f"model '{model}': batch {batch_id} REJECTED: {bad_fraction:.1%} of {counts['read']} rows are bad "
                    f"(limit {max_bad:.0%}); nothing of it is trainable")
         nxt = f"inspect with `llctl quarantine show {batch_id}`; fix the upstream and ingest again"
@@ -374,7 +395,7 @@ def _sample(table, rate: float, offset: int):
     return table.filter(rng.random(table.num_rows) < rate)
 
 
-def _trainable_counts(data, schema, refs, rules, batch_id: int, kind: str, seg_path: str) -> tuple[int, int, int]:
+def trainable_counts(data, schema, refs, rules, batch_id: int, kind: str, seg_path: str) -> tuple[int, int, int]:
     """What the stored batch makes trainable, read as ``train`` reads it (purge rules applied, the
     effective label of each example): (training rows, hold-out rows, labels waiting for their
     example). An examples batch counts its rows with a label; a labels batch the examples whose
@@ -399,6 +420,41 @@ def _trainable_counts(data, schema, refs, rules, batch_id: int, kind: str, seg_p
             held += h
             trainable += rows.num_rows - h
     return int(trainable), int(held), int(waiting)
+
+
+def _label_conflict(ctx, data, schema, refs, rules, seg_path: str) -> dict[str, Any] | None:
+    """A labels or feedback batch that contradicts the labels in use: the hold it earns (cause,
+    reason, figures, a few examples) when it changes more than ``data.label_conflict_tolerance`` of
+    its examples' labels in use and ``data.on_label_conflict`` is ``hold``; else None."""
+    import pyarrow.compute as pc
+
+    from lifelong_cli.data import reader as rd
+
+    d = ctx.config.settings.data
+    if d.on_label_conflict != "hold":
+        return None
+    new = data.read(seg_path, columns=[schema.key, schema.label])
+    eff = rd.rows_for(data, schema, refs, rules, new[schema.key])
+    if eff.num_rows == 0:
+        return None
+    at = pc.index_in(new[schema.key], value_set=eff[schema.key])
+    now = eff[schema.label].take(at)
+    compared = pc.is_valid(at)
+    differs = pc.and_(compared, pc.invert(pc.fill_null(pc.equal(now, new[schema.label].cast(now.type)), False)))
+    n_compared = int(pc.sum(compared).as_py() or 0)
+    changed = int(pc.sum(differs).as_py() or 0)
+    share = changed / n_compared if n_compared else 0.0
+    if share <= d.label_conflict_tolerance:
+        return None
+    idx = pc.indices_nonzero(differs).slice(0, 3)
+    examples = [{"key": k, "in_use": a, "new": b} for k, a, b in zip(
+        new[schema.key].take(idx).to_pylist(), now.take(idx).to_pylist(), new[schema.label].take(idx).to_pylist(),
+        strict=True)]
+    eg = "; e.g. " + ", ".join(f"{e['key']}: {e['in_use']} → {e['new']}" for e in examples)
+    return {"cause": "label conflict", "changed": changed, "compared": n_compared, "share": round(share, 4),
+            "tolerance": d.label_conflict_tolerance, "examples": examples,
+            "reason": f"changes {changed} of the {n_compared} labels in use for its examples ({share:.1%}, "
+                      f"tolerance {d.label_conflict_tolerance:.0%}){eg}"}
 
 
 def _labels_not_in_use(data, schema, refs, rules, twin: dict[str, Any]) -> int:

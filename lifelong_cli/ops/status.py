@@ -90,6 +90,7 @@ def status(ctx: AppContext) -> StatusResult:
     data = {
         "batches": b["n"],
         "batches_rejected": b["rejected"],
+        "batches_held": b["held"],
         "rows_accepted": int(b["accepted"]),
         "rows_quarantined": int(b["quarantined"]),
         "last_ingest_at": last_ingest,
@@ -133,6 +134,8 @@ def _next_steps(serving, training, data, drift, open_incidents) -> list[str]:
         steps.append(f"replica(s) not serving generation {serving['generation']}: {', '.join(behind)} (see `llctl status --json`)")
     if open_incidents:
         steps.append(f"incident {open_incidents[-1]['id']} is open: `llctl incident show {open_incidents[-1]['id']}`")
+    if data["batches_held"]:
+        steps.append(f"{data['batches_held']} batch(es) on hold, not trainable: `llctl data holds`")
     if data["batches"] == 0:
         steps.append("no data yet: `llctl ingest FILE`")
     return steps

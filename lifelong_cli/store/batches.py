@@ -65,6 +65,29 @@ def accepted_twin(t: Tx, model: str, kind: str, content_hash: str) -> int | None
                     "AND status = 'accepted'", {"m": model, "k": kind, "h": content_hash})
 
 
+def held_twin(t: Tx, model: str, kind: str, content_hash: str) -> dict[str, Any] | None:
+    """The model's batch on hold with this content, if any (re-ingesting it is a no-op too)."""
+    return t.row(f"SELECT {COLS} FROM batches WHERE model = :m AND kind = :k AND content_hash = :h "
+                 "AND status = 'held' ORDER BY id DESC LIMIT 1", {"m": model, "k": kind, "h": content_hash}, types=TYPES)
+
+
+def held(t: Tx, model: str) -> list[dict[str, Any]]:
+    """The model's batches on hold (stored, not trainable until released), oldest first."""
+    return t.rows(f"SELECT {COLS} FROM batches WHERE model = :m AND status = 'held' ORDER BY id", {"m": model},
+                  types=TYPES)
+
+
+def close_hold(t: Tx, model: str, batch_id: int, *, status: str, detail: dict[str, Any]) -> bool:
+    """Move a held batch to ``status`` (released | rejected), merging ``detail``; False when it was
+    no longer held (a concurrent release or reject got there first)."""
+    row = get(t, model, batch_id)
+    if row is None or row["status"] != "held":
+        return False
+    cur = t.execute("UPDATE batches SET status = :s, detail = :d WHERE model = :m AND id = :id AND status = 'held'",
+                    {"s": status, "d": {**(row["detail"] or {}), **detail}, "m": model, "id": batch_id})
+    return cur.rowcount == 1
+
+
 def add(t: Tx, model: str, **values: Any) -> int | None:
     """Record a batch; its id, or None when an accepted twin (same model, kind and content) was
     committed first by a concurrent ingest (the unique index: the insert then does nothing)."""
@@ -125,6 +148,7 @@ def summary(t: Tx, model: str) -> dict[str, Any]:
                 "FROM batches WHERE model = :m AND status = 'accepted'", {"m": model},
                 types={"last_at": "ts", "newest": "ts"})
     row["rejected"] = t.scalar("SELECT count(*) FROM batches WHERE model = :m AND status = 'rejected'", {"m": model})
+    row["held"] = t.scalar("SELECT count(*) FROM batches WHERE model = :m AND status = 'held'", {"m": model})
     return row
 
 

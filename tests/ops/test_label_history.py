@@ -10,9 +10,11 @@ import pytest
 
 from lifelong_cli.data import reader as rd
 from lifelong_cli.errors import NotFoundError
+from lifelong_cli.ops.holds import data_holds, data_reject, data_release
 from lifelong_cli.ops.ingest import ingest
 from lifelong_cli.ops.labels import labels_show
 from lifelong_cli.ops.purge_data import purge_data, undo_purge
+from lifelong_cli.ops.status import status
 from lifelong_cli.ops.train import train
 from tests.helpers import run_cli
 from tests.ops.test_ingest_purge import make_rows, read, write_csv
@@ -34,14 +36,23 @@ def relabelled(k: str) -> int:
     return 1 - first(k) if i % 4 == 0 else first(k)  # a quarter of the labels changed
 
 
+class Released:
+    def __init__(self, decision):
+        self.batch, self.rows_trainable, self.rows_holdout = (decision.released_as, decision.rows_trainable,
+                                                               decision.rows_holdout)
+        self.labels_changed, self.redelivery_of = 0, None
+
+
 @pytest.fixture
 def stream(ctx, tmp_path):
-    """N unlabelled examples, then labels L1, then a re-delivery L2 with a quarter of them changed."""
+    """N unlabelled examples, then labels L1, then a re-delivery L2 with a quarter of them changed:
+    held (it contradicts the labels in use), then released (the relabel was right)."""
     keys = [f"k{i}" for i in range(N)]
     ex = ingest(ctx, path=str(write_csv(tmp_path / "e.csv", make_rows(0, N, labelled=False))))
     l1 = ingest(ctx, path=labels_file(tmp_path / "l1.csv", keys, first), kind="labels", source="labeller")
-    l2 = ingest(ctx, path=labels_file(tmp_path / "l2.csv", keys, relabelled), kind="labels", source="relabeller")
-    return keys, ex, l1, l2
+    held = ingest(ctx, path=labels_file(tmp_path / "l2.csv", keys, relabelled), kind="labels", source="relabeller")
+    assert held.status == "held"
+    return keys, ex, l1, Released(data_release(ctx, batch=held.batch, reason="the relabel is right"))
 
 
 def labels_now(ctx) -> dict[str, str]:
@@ -137,3 +148,42 @@ def test_labels_show_through_the_cli(ctx, stream, workspace, cli_env):
     with pytest.raises(NotFoundError):
         labels_show(ctx, key="nope")
     assert pc.sum(read(ctx, holdout="include")[rd.LABEL_BATCH].is_valid()).as_py() == N
+
+
+def test_a_relabel_that_contradicts_the_labels_in_use_is_held_until_released(ctx, tmp_path, workspace, cli_env):
+    keys = [f"k{i}" for i in range(N)]
+    ingest(ctx, path=str(write_csv(tmp_path / "e.csv", make_rows(0, N, labelled=False))))
+    l1 = ingest(ctx, path=labels_file(tmp_path / "l1.csv", keys, first), kind="labels", source="labeller")
+    assert l1.status == "accepted"  # labels for unlabelled examples contradict nothing
+    r = run_cli(["ingest", labels_file(tmp_path / "l2.csv", keys, relabelled), "--kind", "labels", "--source", "up-b",
+                 "--json"], cwd=workspace, env=cli_env)
+    assert r.code == 3, r.stderr  # a check said no: stored, not trainable
+    doc = json.loads(r.stdout)
+    assert doc["status"] == "held" and "changes 100 of the 400 labels in use" in doc["message"]
+    assert all(labels_now(ctx)[k] == str(first(k)) for k in keys)  # nothing of it is read
+    held = data_holds(ctx).holds
+    assert [(h["batch"], h["cause"], h["changed"], h["compared"]) for h in held] == [(doc["batch"], "label conflict", 100, 400)]
+    assert status(ctx).data["batches_held"] == 1
+    h = labels_show(ctx, key="k0")
+    assert [d["status"] for d in h.deliveries][-1] == "on hold: label conflict" and h.effective == "0"
+    again = ingest(ctx, path=labels_file(tmp_path / "l2.csv", keys, relabelled), kind="labels", source="up-b")
+    assert again.status == "duplicate" and again.batch == doc["batch"]  # re-ingesting a held file changes nothing
+    with pytest.raises(Exception, match="--reason is required"):
+        data_release(ctx, batch=doc["batch"], reason="")
+    d = data_release(ctx, batch=doc["batch"], reason="upstream confirmed")
+    assert d.changed and d.released_as > doc["batch"] and d.rows_trainable + d.rows_holdout == N
+    assert all(labels_now(ctx)[k] == str(relabelled(k)) for k in keys)  # the released labels win
+    assert data_release(ctx, batch=doc["batch"], reason="twice").changed is False  # idempotent
+    assert data_holds(ctx).holds == []
+
+
+def test_a_rejected_hold_is_kept_and_never_read(ctx, tmp_path):
+    keys = [f"k{i}" for i in range(N)]
+    ingest(ctx, path=str(write_csv(tmp_path / "e.csv", make_rows(0, N, labelled=False))))
+    ingest(ctx, path=labels_file(tmp_path / "l1.csv", keys, first), kind="labels")
+    held = ingest(ctx, path=labels_file(tmp_path / "l2.csv", keys, lambda k: 1 - first(k)), kind="labels")
+    assert held.status == "held" and held.rows_trainable == 0
+    d = data_reject(ctx, batch=held.batch, reason="inverted labels")
+    assert d.decision == "rejected" and d.released_as is None
+    assert all(labels_now(ctx)[k] == str(first(k)) for k in keys)
+    assert data_holds(ctx).holds == [] and status(ctx).data["batches_held"] == 0

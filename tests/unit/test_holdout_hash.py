@@ -8,7 +8,7 @@ import uuid
 
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lifelong_cli.data.schema import in_sample, key_hash, sample_hash
@@ -34,7 +34,8 @@ def z_score(keys, fraction: float) -> float:
 # A fair sample puts a batch beyond 3 sigma 0.27 % of the time, so "every batch within 3 sigma" is
 # asked of the batches a test draws (fixed, derandomised draws); the share of batches beyond it
 # over thousands of batches, and the spread of the z-scores, say the hash is a fair sample.
-@settings(max_examples=300, deadline=None, derandomize=True)
+@settings(max_examples=300, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(form=st.sampled_from(sorted(FORMS)), start=st.integers(0, 10**8), fraction=st.sampled_from([0.05, 0.1, 0.2, 0.5]))
 def test_each_batch_of_sequential_keys_holds_out_its_fraction(form, start, fraction):
     z = z_score([FORMS[form](i) for i in range(start, start + BATCH)], fraction)
