@@ -31,15 +31,16 @@ def z_score(keys, fraction: float) -> float:
     return (n - len(keys) * fraction) / math.sqrt(len(keys) * fraction * (1 - fraction))
 
 
-# A fair sample puts a batch beyond 3 sigma 0.27 % of the time, so "every batch within 3 sigma" is
-# asked of the batches a test draws (fixed, derandomised draws); the share of batches beyond it
-# over thousands of batches, and the spread of the z-scores, say the hash is a fair sample.
+# A fair sample puts a batch beyond 3 sigma 0.27 % of the time: of 300 random batches, one or two
+# would be. So a drawn batch must be within 4.5 sigma (a fair sample misses that once in 150,000;
+# the FNV-1a that this replaced missed it in most batches of sequential keys), and the share of
+# batches beyond 3 sigma over 2,800 consecutive batches, and their spread, say it is a fair sample.
 @settings(max_examples=300, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(form=st.sampled_from(sorted(FORMS)), start=st.integers(0, 10**8), fraction=st.sampled_from([0.05, 0.1, 0.2, 0.5]))
 def test_each_batch_of_sequential_keys_holds_out_its_fraction(form, start, fraction):
     z = z_score([FORMS[form](i) for i in range(start, start + BATCH)], fraction)
-    assert abs(z) <= 3, f"{form} keys from {start}: {z:+.2f} sigma at {fraction}"
+    assert abs(z) <= 4.5, f"{form} keys from {start}: {z:+.2f} sigma at {fraction}"
 
 
 @pytest.mark.parametrize("form", sorted(FORMS))
