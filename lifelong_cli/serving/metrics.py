@@ -229,8 +229,12 @@ def _data_families(f: _Families, snap: Snapshot) -> None:
     newest_event: dict[str, datetime] = {}
     rows: dict[tuple[str, str, str], int] = {}
     drifted: dict[str, int] = {}
+    held: dict[str, int] = {}
     for r in snap.batches:
         m, kind = r["model"], r["kind"]
+        if r["status"] == "held":  # a hold ends (released, rejected): a gauge, not a counter
+            held[m] = held.get(m, 0) + int(r["n"])
+            continue
         f.counter("llctl_batches", BATCHES_DOC, r["n"], model=m, kind=kind, status=r["status"])
         for outcome in ("read", "accepted", "quarantined", "duplicate"):
             rows[(m, kind, outcome)] = rows.get((m, kind, outcome), 0) + int(r[f"rows_{outcome}"] or 0)
@@ -244,6 +248,8 @@ def _data_families(f: _Families, snap: Snapshot) -> None:
         f.counter("llctl_ingested_rows", ROWS_DOC, n, model=m, kind=kind, outcome=outcome)
     for m in snap.models:
         f.counter("llctl_batches_drifted", "Batches whose drift check found drift", drifted.get(m, 0), model=m)
+        f.gauge("llctl_batches_held", "Batches on hold: stored, not trainable until `llctl data release` or `reject`",
+                held.get(m, 0), model=m)
         f.gauge("llctl_last_ingest_timestamp_seconds", "When the newest accepted batch was ingested",
                 _ts(last_ingest.get(m)), model=m)
         f.gauge("llctl_newest_event_timestamp_seconds", "The newest event time in an accepted batch",
