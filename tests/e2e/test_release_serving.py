@@ -402,8 +402,11 @@ def _mark_pushed(ws: Path, env: dict[str, str], version: int) -> None:
                                                       actor="tester", forced=True), write=True)
 
 
-@pytest.mark.parametrize("kind, figure", [("flipped", "labelled_accuracy"), ("nan", "error_rate"),
-                                          ("slow", "p95_latency_ms")])
+# A model trained on flipped labels answers differently (prediction shift, there at once) and
+# wrongly (labelled accuracy, once feedback arrives): which of the two fails first depends on how
+# fast feedback comes back, so either names the fault; nothing else may.
+@pytest.mark.parametrize("kind, figure", [("flipped", ("labelled_accuracy", "prediction_shift")),
+                                          ("nan", ("error_rate",)), ("slow", ("p95_latency_ms",))])
 def test_bad_canary_is_aborted_automatically_before_passing_25_percent(prepared, ws, env, serve, rows, kind, figure):
     version = getattr(prepared, kind)
     srv = serve(ws, env)
@@ -433,7 +436,7 @@ def test_bad_canary_is_aborted_automatically_before_passing_25_percent(prepared,
              [e["detail"]["to"] for e in entries if e["verb"] == "canary step" and e["outcome"] == "ok"]
     assert max(shares) <= 0.25, shares
     assert entries[-1]["verb"] == "canary abort" and entries[-1]["args"]["automatic"] is True, entries[-1]
-    assert figure in entries[-1]["detail"]["failed"], entries[-1]["detail"]
+    assert set(figure) & set(entries[-1]["detail"]["failed"]), entries[-1]["detail"]
     assert not any(e["verb"] == "canary promote" for e in entries)
 
     dep = _deployment(ws, env)
