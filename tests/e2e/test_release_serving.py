@@ -188,7 +188,9 @@ def _prepare(base: Path) -> Prepared:
     ctx = AppContext(cwd=base, env=env, actor="tester")
     init(ctx, directory=str(ws))
     ctx.close()
-    fit = ["--set", "training.epochs=2"]
+    # fixed passes at the full learning rate: v3 learns its flipped labels as a broken upstream's
+    # model would (the shipped defaults' gentler continued training would blur the canary it makes)
+    fit = ["--set", "training.epochs=2", "--set", "training.continued_lr_factor=1.0"]
     _cli(ws, env, "ingest", str(_write_batch(data / "b1.csv", 0, day=1, seed=11)), "--source", "crm")
     _cli(ws, env, *fit, "train")
     _cli(ws, env, "validate", "1")
