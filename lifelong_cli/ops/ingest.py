@@ -428,19 +428,14 @@ def _label_conflict(ctx, data, schema, refs, rules, seg_path: str) -> dict[str, 
     its examples' labels in use and ``data.on_label_conflict`` is ``hold``; else None."""
     import pyarrow.compute as pc
 
-    from lifelong_cli.data import reader as rd
 
     d = ctx.config.settings.data
     if d.on_label_conflict != "hold":
         return None
     new = data.read(seg_path, columns=[schema.key, schema.label])
-    eff = rd.rows_for(data, schema, refs, rules, new[schema.key])
-    if eff.num_rows == 0:
-        return None
-    at = pc.index_in(new[schema.key], value_set=eff[schema.key])
-    now = eff[schema.label].take(at)
-    compared = pc.is_valid(at)
-    differs = pc.and_(compared, pc.invert(pc.fill_null(pc.equal(now, new[schema.label].cast(now.type)), False)))
+    now, _, differs = _against_labels_in_use(data, schema, refs, rules, new)
+    compared = pc.is_valid(now)
+    differs = pc.and_(differs, compared)
     n_compared = int(pc.sum(compared).as_py() or 0)
     changed = int(pc.sum(differs).as_py() or 0)
     share = changed / n_compared if n_compared else 0.0
@@ -463,18 +458,27 @@ def _labels_not_in_use(data, schema, refs, rules, twin: dict[str, Any]) -> int:
     replaced it, a purge dropped it), and any ``--hard`` removed from its segment."""
     import pyarrow.compute as pc
 
-    from lifelong_cli.data import reader as rd
 
     seg = data.read(twin["segment_path"], columns=[schema.key, schema.label]) if twin.get("segment_path") else None
     if seg is None:
         return int(twin.get("rows_accepted") or 0)
     removed = max(0, int(twin.get("rows_accepted") or 0) - seg.num_rows)
-    eff = rd.rows_for(data, schema, refs, rules, seg[schema.key])
-    examples = rd.examples_for(data, schema, refs, seg[schema.key], [schema.key])
-    has_example = pc.is_in(seg[schema.key], value_set=examples[schema.key])
-    now = eff[schema.label].take(pc.index_in(seg[schema.key], value_set=eff[schema.key]))
-    same = pc.fill_null(pc.equal(now, seg[schema.label].cast(now.type)), False)
-    return removed + int(pc.sum(pc.and_(has_example, pc.invert(same))).as_py() or 0)
+    return removed + int(pc.sum(_against_labels_in_use(data, schema, refs, rules, seg)[2]).as_py() or 0)
+
+
+def _against_labels_in_use(data, schema, refs, rules, labels):
+    """Each row of ``labels`` (key, label) against its example's effective label now: the label in
+    use (null: none), whether the example is stored, and whether the row would change its label."""
+    import pyarrow.compute as pc
+
+    from lifelong_cli.data import reader as rd
+
+    keys = labels[schema.key]
+    eff = rd.rows_for(data, schema, refs, rules, keys)
+    now = eff[schema.label].take(pc.index_in(keys, value_set=eff[schema.key]))
+    stored = pc.is_in(keys, value_set=rd.examples_for(data, schema, refs, keys, [schema.key])[schema.key])
+    same = pc.fill_null(pc.equal(now, labels[schema.label].cast(now.type)), False)
+    return now, stored, pc.and_(stored, pc.invert(same))
 
 
 def _stored_twins(data, schema, refs, batch_hashes, writer):

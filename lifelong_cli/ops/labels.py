@@ -50,7 +50,8 @@ def labels_show(ctx: AppContext, *, key: str) -> LabelHistory:
     example = rd.examples_for(data, schema, refs, keys)
     every = rd.all_labels_for(data, schema, refs, keys).sort_by([(rd.LABEL_BATCH, "ascending")])
     used = rd.rows_for(data, schema, refs, rules, keys, holdout="include")
-    if example.num_rows == 0 and every.num_rows == 0 and not _held_mentions(ctx, data, schema, model, key):
+    held = _held_deliveries(ctx, data, schema, model, key)
+    if example.num_rows == 0 and every.num_rows == 0 and not held:
         raise NotFoundError(f"model '{model}' has no example or label with key {key!r}",
                             hint="check the key (the data.key column) and `--model`; purged rows still show, hard-purged ones do not")
     by_id = {r.id: r for r in refs}
@@ -91,14 +92,7 @@ def labels_show(ctx: AppContext, *, key: str) -> LabelHistory:
         deliveries.append({"batch": bid, "kind": by_id[bid].kind if bid in by_id else "labels",
                            "source": sources.get(bid), "ingested_at": ingested.get(bid), "label": label,
                            "status": status, "rules": dropping})
-    with ctx.store.tx(write=False) as t:
-        on_hold = [b for b in batches.held(t, model) if b["segment_path"]]
-    for b in on_hold:  # deliveries stored but not trainable until released
-        seg = data.read(b["segment_path"], columns=[schema.key, schema.label])
-        for label in seg.filter(pc.equal(seg[schema.key], key))[schema.label].to_pylist():
-            deliveries.append({"batch": b["id"], "kind": b["kind"], "source": b["source"],
-                               "ingested_at": b["created_at"], "label": label, "rules": [],
-                               "status": "on hold: " + ((b["detail"] or {}).get("hold") or {}).get("cause", "held")})
+    deliveries.extend(held)
     deliveries.sort(key=lambda d: d["batch"])
     effective = used[schema.label][0].as_py() if used.num_rows else None
     trainable = used.num_rows > 0 and not bool(pc.any(pc.fill_null(used[rd.HOLDOUT], False)).as_py())
@@ -123,12 +117,19 @@ def _replaced(in_use: int | None) -> str:
     return f"replaced by batch {in_use}" if in_use is not None else "not in use"
 
 
-def _held_mentions(ctx: AppContext, data, schema, model: str, key: str) -> bool:
+def _held_deliveries(ctx: AppContext, data, schema, model: str, key: str) -> list[dict[str, Any]]:
+    """The key's label rows in the model's batches on hold: stored, not trainable until released."""
     import pyarrow.compute as pc
 
     from lifelong_cli.store import batches
 
     with ctx.store.tx(write=False) as t:
-        held = [b for b in batches.held(t, model) if b["segment_path"]]
-    return any(pc.any(pc.equal(data.read(b["segment_path"], columns=[schema.key])[schema.key], key)).as_py()
-               for b in held)
+        on_hold = [b for b in batches.held(t, model) if b["segment_path"]]
+    out = []
+    for b in on_hold:
+        seg = data.read(b["segment_path"], columns=[schema.key, schema.label])
+        for label in seg.filter(pc.equal(seg[schema.key], key))[schema.label].to_pylist():
+            out.append({"batch": b["id"], "kind": b["kind"], "source": b["source"], "ingested_at": b["created_at"],
+                        "label": label, "rules": [],
+                        "status": "on hold: " + ((b["detail"] or {}).get("hold") or {}).get("cause", "held")})
+    return out

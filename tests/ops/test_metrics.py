@@ -254,3 +254,24 @@ def test_serve_metrics_show_the_same_state_and_counters_are_counters(make_ctx):
     served = {fam.name for fam in text_string_to_metric_families(text)}
     assert exporter <= served
 
+
+
+def test_held_batches_are_a_gauge_that_falls_when_a_hold_ends(make_ctx, tmp_path):
+    from lifelong_cli.ops.holds import data_release
+
+    ctx = make_ctx()
+    m = ctx.model
+    keys = [f"k{i}" for i in range(200)]
+    ex = tmp_path / "e.csv"
+    ex.write_text("example_id,event_time,label,x1,x2,x3,segment\n"
+                  + "".join(f"{k},2026-11-01T00:00:00Z,0,0.1,0.2,,a\n" for k in keys))
+    relabel = tmp_path / "l.csv"
+    relabel.write_text("example_id,label\n" + "".join(f"{k},1\n" for k in keys))
+    ingest(ctx, path=str(ex))
+    held = ingest(ctx, path=str(relabel), kind="labels")
+    assert held.status == "held"
+    assert value(scrape(ctx), "llctl_batches_held", model=m) == 1
+    data_release(ctx, batch=held.batch, reason="confirmed")
+    text = scrape(ctx)
+    assert value(text, "llctl_batches_held", model=m) == 0
+    assert value(text, "llctl_batches_total", model=m, kind="labels", status="accepted") == 1
