@@ -5,6 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# pytest-xdist workers: one per core (`auto`; 0 = one process); tests sharing a module-scoped fixture
+# stay on one worker (tests/conftest.py).
+PYTEST_WORKERS ?= auto
+PYTEST_XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
 
 .PHONY: demo test test-fast lint venv clean-venv
 
@@ -26,11 +30,11 @@ demo: $(STAMP)
 # set), then the alibi-detect backend agreement tests in their own venv.
 test: $(STAMP)
 	$(VENV)/bin/ruff check lifelong_cli tests benchmarks
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(PYTEST_XDIST) $(PYTEST_ARGS)
 	test ! -f mk/alibi.mk || $(MAKE) test-alibi
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lifelong_cli tests benchmarks

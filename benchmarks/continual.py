@@ -10,7 +10,10 @@ Two scenarios on scikit-learn's bundled ``load_digits`` (1797 8×8 images, no do
 For every scenario × strategy × seed a fresh workspace is made (``ops.init.init``) and its
 ``llctl.yaml`` written for the digits data (``p0..p63`` floats in [0, 16], labels "0".."9",
 ``data.holdout_fraction: 0``, ``drift.on_ingest: false``); then per task: its training rows go
-through ``ops.ingest.ingest`` (a CSV) and ``ops.train.train``, and the new version's ONNX artifact
+through ``ops.ingest.ingest`` (a CSV) and ``ops.train.train``. A task whose batch the label audit
+holds (a new task's classes look, at ingest, like a class no longer labelled) is released with a
+reason — ``llctl data release N`` — as on-call would release a planned launch; the number of such
+releases is printed. Then the new version's ONNX artifact
 (fetched from the registry, run with onnxruntime) is scored on every task's test split — a
 stratified 70/30 split per task (Permuted-Digits: one split of the images, shared by every
 permutation), never ingested. Serving therefore sees exactly what training learned. Strategies: naive, ewc, replay, ewc+replay (the workspace's
@@ -239,10 +242,11 @@ class Run:
         self.train_cpu = 0.0
         self.rows = 0
         self.steps: list[int] = []
+        self.releases = 0  # batches the label audit (or a drift check) held and the curriculum released
 
-    def _llctl(self, *args: str) -> dict:
+    def _llctl(self, *args: str, ok: tuple[int, ...] = (0,)) -> dict:
         p = subprocess.run([LLCTL, *args, "--json"], cwd=self.ctx.cwd, env=self.env, capture_output=True, text=True)
-        if p.returncode != 0:
+        if p.returncode not in ok:
             raise SystemExit(f"llctl {' '.join(args)} failed ({p.returncode}) in {self.ctx.cwd}:\n{p.stdout}\n{p.stderr}")
         return json.loads(p.stdout)
 
@@ -255,12 +259,21 @@ class Run:
         csv_path = self.ctx.cwd / f"task{t}.csv"
         pcsv.write_csv(table_of(task["x_train"], task["y_train"], task=t, start=self.rows), csv_path)
         self.rows += len(task["x_train"])
+        why = f"task {t} of the {self.scenario} curriculum: a planned shift"
         if self.cli:
-            res = self._llctl("ingest", str(csv_path))
+            res = self._llctl("ingest", str(csv_path), ok=(0, 3))
             status, accepted, msg = res["status"], res["rows_accepted"], res["message"]
+            if status == "held":  # a new task's classes or inputs: released as on-call would a planned launch
+                self._llctl("data", "release", str(res["batch"]), "--reason", why)
+                status, self.releases = "accepted", self.releases + 1
         else:
             r = ingest(self.ctx, path=str(csv_path))
             status, accepted, msg = r.status, r.rows_accepted, r.message
+            if status == "held":
+                from lifelong_cli.ops.holds import data_release
+
+                data_release(self.ctx, batch=r.batch, reason=why)
+                status, self.releases = "accepted", self.releases + 1
         if status != "accepted" or accepted != len(task["x_train"]):
             raise SystemExit(f"{where}: ingest {status}: {msg}")
         if self.joint and not last:
@@ -396,7 +409,8 @@ def main() -> int:
                     results.setdefault((scenario, run.strategy), []).append(m)
                     extra = f"  BWT {m['bwt']:+.3f}  forgetting {m['forget']:.3f}" if "bwt" in m else ""
                     print(f"  {scenario:<16}{run.strategy:<11}seed {seed}  ACC {m['acc']:.3f}{extra}  "
-                          f"train {m['time']:.1f}s  steps {run.steps}", file=sys.stderr, flush=True)
+                          f"train {m['time']:.1f}s  steps {run.steps}  held+released {run.releases}",
+                          file=sys.stderr, flush=True)
     wall = time.perf_counter() - t_all
 
     tr = hp["training"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lifelong_cli.errors import ConfigError, WorkspaceNotFoundError
 
@@ -41,6 +41,29 @@ class FeatureSpec(_Section):
     categories: list[str] | None = None
 
 
+def _distinct(items: list[Any], what: str) -> list[Any]:
+    """``items`` (each with a ``name``), refused when two share a name."""
+    names = [i.name for i in items]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"duplicate {what} names: {', '.join(dupes)}")
+    return items
+
+
+class LabelAuditSettings(_Section):
+    """The audit of every batch that carries labels (labels, feedback, labelled examples), against the
+    same source's recent labels: the class shares (chi-square) and the agreement with the stable
+    version's predictions per predicted class (one-sided). A batch fails only when a test is both
+    significant (``alpha``, Bonferroni over its tests) and large (the minimum effects)."""
+
+    on_fail: Literal["hold", "accept"] = "hold"
+    alpha: float = Field(0.001, gt=0.0, lt=1.0)
+    min_share_change: float = Field(0.08, ge=0.0, le=1.0)  # a class's share, absolute
+    min_agreement_drop: float = Field(0.15, ge=0.0, le=1.0)  # disagreement rise for one predicted class
+    reference_rows: int = Field(3000, ge=100)
+    min_rows: int = Field(30, ge=5)  # fewer rows (batch or reference, or one predicted class): not judged
+
+
 class DataSettings(_Section):
     root: str = ".llctl/data"
     key: str = "example_id"
@@ -56,17 +79,14 @@ class DataSettings(_Section):
     # examples is held (stored, not trainable) until `llctl data release` (or `reject`); accept: taken as is.
     on_label_conflict: Literal["hold", "accept"] = "hold"
     label_conflict_tolerance: float = Field(0.02, ge=0.0, le=1.0)
+    label_audit: LabelAuditSettings = Field(default_factory=LabelAuditSettings)
     chunk_rows: int = Field(65_536, ge=1_000)
     max_field_bytes: int = Field(1_000_000, ge=1_000)
 
     @field_validator("features")
     @classmethod
     def _unique_names(cls, v: list[FeatureSpec]) -> list[FeatureSpec]:
-        names = [f.name for f in v]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"duplicate feature names: {', '.join(dupes)}")
-        return v
+        return _distinct(v, "feature")
 
 
 class DriftSettings(_Section):
@@ -77,6 +97,16 @@ class DriftSettings(_Section):
     reference_rows: int = Field(10_000, ge=100)
     null_rate_tolerance: float = Field(0.05, ge=0.0, le=1.0)
     min_samples: int = Field(30, ge=1)
+    # A drifted examples batch is held (stored, not trainable) when the drift is also large against the
+    # newest `hold_reference_rows` rows: a median moved by `hold_min_shift` reference spreads, a spread
+    # changed by `hold_min_scale` times (a unit change, a stuck feature), a null-rate rise, categories
+    # moved by `hold_min_share` (total variation), or a batch whose rows repeat stored ones (a replay).
+    on_drift: Literal["hold", "accept"] = "hold"
+    hold_reference_rows: int = Field(1000, ge=100)
+    hold_min_shift: float = Field(1.0, gt=0.0)
+    hold_min_scale: float = Field(3.0, gt=1.0)
+    hold_min_share: float = Field(0.3, gt=0.0, le=1.0)
+    max_replayed_share: float = Field(0.5, gt=0.0, le=1.0)
 
 
 class RegistrySettings(_Section):
@@ -166,6 +196,18 @@ class ValidationSettings(_Section):
     # The candidate on the hold-out of the data new since its baseline (not part of the golden set):
     # an accuracy this far below the golden one says the new labels disagree with everything before.
     max_new_data_drop: float = Field(0.25, ge=0.0, le=1.0)
+    # Any slice (of at least min_slice_rows) whose accuracy is below this fails, whatever the baseline
+    # scored on it (a slice at 2 % next to a baseline also at 2 % is broken, not retained); null: off.
+    slice_floor: float | None = Field(0.2, ge=0.0, le=1.0)
+    # Hold-out rows join the golden set only once their batch is this old (time for the audits and
+    # for people to catch what they missed); imported golden sets count at once. E.g. 0s, 30m, 6h.
+    golden_min_age: str = "0s"
+
+    @field_validator("golden_min_age")
+    @classmethod
+    def _age(cls, v: str) -> str:
+        duration_seconds(v)
+        return v.strip()
 
     @field_validator("min_metrics")
     @classmethod
@@ -211,7 +253,7 @@ class CanarySettings(_Section):
 
 
 SloAction = Literal["none", "open-incident", "fallback-on", "rollback-last-good", "stop-training", "canary-abort"]
-SLO_POLICIES = ("staleness", "fallback", "golden", "drift", "canary_hold", "stopped")
+SLO_POLICIES = ("staleness", "fallback", "golden", "drift", "canary_hold", "stopped", "holds")
 
 
 class SloActions(_Section):
@@ -221,6 +263,7 @@ class SloActions(_Section):
     drift: SloAction = "open-incident"
     canary_hold: SloAction = "canary-abort"
     stopped: SloAction = "open-incident"
+    holds: SloAction = "open-incident"
 
 
 class SloSettings(_Section):
@@ -230,11 +273,64 @@ class SloSettings(_Section):
     max_drifted_batches: int = Field(3, ge=1)
     max_canary_hold_minutes: float = Field(60.0, gt=0.0)
     max_stopped_hours: float = Field(4.0, gt=0.0)
+    max_hold_hours: float = Field(24.0, gt=0.0)  # a batch left on hold (neither released nor rejected) longer
     actions: SloActions = SloActions()
 
 
 class IncidentSettings(_Section):
     playbooks_dir: str | None = None
+
+
+NOTIFY_EVENTS = ("incident.opened", "incident.closed", "slo.violated", "canary.aborted", "rollback", "fallback.on",
+                 "fallback.off", "training.stopped", "training.resumed", "batch.held", "batch.released", "batch.rejected",
+                 "test")
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class NotifyTarget(_Section):
+    """One receiver of notifications. Its URL and routing key are read from the environment variables
+    named here when a notification is sent: never written in llctl.yaml."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["webhook", "slack", "pagerduty"] = "webhook"
+    url_env: str | None = Field(None, pattern=_ENV_NAME)
+    routing_key_env: str | None = Field(None, pattern=_ENV_NAME)
+    events: list[str] = Field(default_factory=lambda: ["*"])
+    timeout: float = Field(2.0, gt=0.0, le=30.0)  # seconds per attempt; "2s" and "500ms" are accepted
+    retries: int = Field(2, ge=0, le=5)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_secrets(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            for key in ("url", "routing_key"):
+                if key in v:
+                    raise ValueError(f"{key}: do not write it in the config; put it in an environment variable "
+                                     f"and name that variable in {key}_env")
+            m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*", v["timeout"]) if isinstance(v.get("timeout"), str) else None
+            if m:
+                v = {**v, "timeout": float(m[1]) / (1000 if m[2] == "ms" else 1)}
+        return v
+
+    @model_validator(mode="after")
+    def _complete(self) -> NotifyTarget:
+        unknown = [e for e in self.events if e != "*" and e not in NOTIFY_EVENTS]
+        if unknown:
+            raise ValueError(f"unknown event(s) {', '.join(unknown)}; events: *, {', '.join(NOTIFY_EVENTS)}")
+        if self.kind == "pagerduty" and not self.routing_key_env:
+            raise ValueError(f"target {self.name!r}: a pagerduty target needs routing_key_env")
+        if self.kind != "pagerduty" and not self.url_env:
+            raise ValueError(f"target {self.name!r}: a {self.kind} target needs url_env")
+        return self
+
+
+class NotifySettings(_Section):
+    targets: list[NotifyTarget] = Field(default_factory=list)
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_names(cls, v: list[NotifyTarget]) -> list[NotifyTarget]:
+        return _distinct(v, "target")
 
 
 class Settings(_Section):
@@ -249,6 +345,7 @@ class Settings(_Section):
     canary: CanarySettings = CanarySettings()
     slo: SloSettings = SloSettings()
     incident: IncidentSettings = IncidentSettings()
+    notify: NotifySettings = NotifySettings()
 
 
 @dataclass(frozen=True)
@@ -291,7 +388,6 @@ class LoadedConfig:
 
 
 _SECRET_KEY = re.compile(r"password|secret|token$", re.I)
-_URL_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]*(@)")
 
 
 def _mask(obj: Any, key: str = "") -> Any:
@@ -302,7 +398,9 @@ def _mask(obj: Any, key: str = "") -> Any:
     if isinstance(obj, str):
         if _SECRET_KEY.search(key) and not key.endswith("_env"):
             return "***"
-        return _URL_PASSWORD.sub(r"\1***\2", obj)
+        from lifelong_cli.secrets import mask
+
+        return mask(obj)
     return obj
 
 

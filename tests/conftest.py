@@ -48,11 +48,30 @@ def store_url(backend: str, tmp_path: Path) -> Iterator[str | None]:
         yield from _pg_database()
 
 
+# Training in the test workspaces: one fixed pass (`training.epochs: 1`) instead of the shipped adaptive
+# default (at least `training.min_steps` optimizer steps, early stopping), which only the tests marked
+# `training_defaults` are about. Flags, environment and `overrides=` still take precedence over it.
+FAST_TRAINING = "  epochs: 1  # tests/conftest.py: one pass (the shipped default is null: adaptive)"
+
+
+def use_fast_training(ws: Path) -> None:
+    """Set ``training.epochs: 1`` in the workspace's llctl.yaml (as written by `llctl init`)."""
+    cfg = ws / "llctl.yaml"
+    text = cfg.read_text()
+    assert "\n  epochs: null\n" in text, f"{cfg}: no 'epochs: null' under training to replace"
+    cfg.write_text(text.replace("\n  epochs: null\n", f"\n{FAST_TRAINING}\n", 1))
+
+
 @pytest.fixture
-def workspace(tmp_path: Path, store_url: str | None) -> Path:
+def workspace(request, tmp_path: Path, store_url: str | None) -> Path:
     ws = tmp_path / "ws"
     ctx = AppContext(cwd=tmp_path, env=_clean_env(store_url), actor="tester")
-    init(ctx, directory=str(ws))
+    try:
+        init(ctx, directory=str(ws))
+    finally:
+        ctx.close()
+    if not request.node.get_closest_marker("training_defaults"):
+        use_fast_training(ws)
     return ws
 
 
@@ -98,3 +117,18 @@ def sqlite_cli_env() -> dict[str, str]:
     env = _clean_env(None)
     env["LLCTL_ACTOR"] = "tester"
     return env
+
+
+# -- running under pytest-xdist (`make test` runs `-n auto --dist loadgroup`) ----------------------
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Keep the tests of a module that share a module-scoped fixture (a trained workspace, an MLflow
+    server) on one xdist worker, so that it is built once, not once per worker; and start the slow
+    end-to-end modules first, so that a long test does not begin last and leave a worker idle."""
+    for item in items:
+        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        shared = any(d.scope in ("module", "class") for seq in defs.values() for d in seq)
+        if shared and item.module and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    # a stable sort: modules stay contiguous, slow ones (the `slow` marker) ahead of the rest
+    items.sort(key=lambda it: 0 if it.get_closest_marker("slow") else 1)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -20,6 +21,36 @@ YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confir
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would change and change nothing.")]
 
 
+INT64_MAX = 2**63 - 1  # the largest integer the state store holds (SQLite INTEGER, PostgreSQL BIGINT)
+
+
+def whole(value: Any) -> int:
+    """The ``parser`` of every integer option and argument (ids, versions, limits, counts): a whole
+    number from 0 to 2^63-1 — beyond that the store cannot hold it (an OverflowError, not an answer)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        v = value
+    else:
+        text = str(value).strip()
+        if not text.lstrip("+-").isdigit() or not text.isascii():
+            raise typer.BadParameter(f"{str(value)[:40]!r} is not a whole number")
+        if len(text.lstrip("+-0")) > 19:  # int() of 5,000 digits is refused by Python itself
+            raise typer.BadParameter(f"{text[:24]}{'…' if len(text) > 24 else ''} is too large (at most {INT64_MAX})")
+        v = int(text)
+    if v < 0:
+        raise typer.BadParameter(f"{v} is negative (a whole number from 0 is expected)")
+    if v > INT64_MAX:
+        raise typer.BadParameter(f"{v} is too large (at most {INT64_MAX})")
+    return v
+
+
+def version_number(value: Any) -> int:
+    """The ``parser`` of version arguments: ``whole``, also written as outputs print it (``v4``)."""
+    text = value if isinstance(value, int) else str(value).strip()
+    if isinstance(text, str) and text[:1] in ("v", "V") and text[1:].isdigit():
+        text = text[1:]
+    return whole(text)
+
+
 def app_ctx(tctx: typer.Context, *, json_out: bool = False) -> AppContext:
     ctx: AppContext = tctx.obj
     ctx.json = ctx.json or json_out
@@ -27,8 +58,23 @@ def app_ctx(tctx: typer.Context, *, json_out: bool = False) -> AppContext:
 
 
 def emit_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, default=str, indent=2, ensure_ascii=False) + "\n")
+    from lifelong_cli.secrets import mask_obj
+
+    sys.stdout.write(json.dumps(mask_obj(doc), default=str, indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
+
+
+@contextmanager
+def masked_output() -> Iterator[None]:
+    """stdout and stderr with secrets masked (``lifelong_cli.secrets``) while a command runs."""
+    from lifelong_cli.secrets import MaskingStream
+
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = MaskingStream(out), MaskingStream(err)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = out, err
 
 
 def report_error(ctx: AppContext | None, exc: LlctlError) -> None:
@@ -50,7 +96,14 @@ def run(
     *,
     exit_code: Callable[[R], int] = lambda _r: 0,
 ) -> None:
-    """Call one op, render its result (human or JSON), and exit with the right code."""
+    """Call one op, render its result (human or JSON), and exit with the right code. Everything it
+    prints goes through ``masked_output``."""
+    with masked_output():
+        _run(ctx, op, render, exit_code=exit_code)
+
+
+def _run(ctx: AppContext, op: Callable[[], R], render: Callable[[AppContext, R], None], *,
+         exit_code: Callable[[R], int]) -> None:
     try:
         result = op()
     except LlctlError as exc:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from lifelong_cli import __version__
-from lifelong_cli.cli import control, data, incident, metrics, release, status, train, workspace
+from lifelong_cli.cli import control, data, incident, metrics, notify, release, status, train, workspace
 from lifelong_cli.cli._lean_imports import keep_pandas_out
 from lifelong_cli.context import AppContext
 from lifelong_cli.errors import EXIT_CODES, INTERRUPTED, USAGE
@@ -87,6 +87,7 @@ app.add_typer(release.feedback_app, name="feedback")
 app.add_typer(incident.incident_app, name="incident")
 app.add_typer(incident.playbook_app, name="playbook")
 app.command("check")(incident.check)
+app.add_typer(notify.notify_app, name="notify")
 app.command("metrics")(metrics.metrics)
 app.add_typer(workspace.config_app, name="config")
 app.add_typer(workspace.db_app, name="db")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from lifelong_cli.cli._common import DryRunOpt, JsonOpt, app_ctx, run
+from lifelong_cli.cli._common import DryRunOpt, JsonOpt, app_ctx, run, version_number
 
 
 def stop_training(
@@ -103,7 +103,7 @@ def fallback_off(
 
 def rollback(
     tctx: typer.Context,
-    to: Annotated[int | None, typer.Option("--to", help="This version.")] = None,
+    to: Annotated[int | None, typer.Option("--to", parser=version_number, help="This version.")] = None,
     last_good: Annotated[bool, typer.Option("--last-good", help="The newest version that passed validation, served healthily and was not trained on purged data.")] = False,
     before: Annotated[str | None, typer.Option("--before", help="The newest last-good version created before this time (ISO or 2h).")] = None,
     serving_only: Annotated[bool, typer.Option("--serving-only", help="Leave the training head where it is.")] = False,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from lifelong_cli.cli._common import DryRunOpt, JsonOpt, YesOpt, app_ctx, confirm, run, when
+from lifelong_cli.cli._common import DryRunOpt, JsonOpt, YesOpt, app_ctx, confirm, run, when, whole
 from lifelong_cli.errors import UsageError
 
 quarantine_app = typer.Typer(help="Rows that failed validation, with their reasons.", no_args_is_help=True)
@@ -114,8 +114,8 @@ def quarantine_list(tctx: typer.Context, json_out: JsonOpt = False) -> None:
 @quarantine_app.command("show")
 def quarantine_show(
     tctx: typer.Context,
-    batch: Annotated[int, typer.Argument(help="Batch id (see `llctl quarantine list`).")],
-    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many rows.")] = 50,
+    batch: Annotated[int, typer.Argument(parser=whole, help="Batch id (see `llctl quarantine list`).")],
+    limit: Annotated[int, typer.Option("--limit", "-n", parser=whole, help="At most this many rows.")] = 50,
     json_out: JsonOpt = False,
 ) -> None:
     """The quarantined rows of one batch: row number, reason and raw values."""
@@ -139,37 +139,134 @@ def quarantine_show(
 
 def drift(
     tctx: typer.Context,
-    batch: Annotated[int | None, typer.Option("--batch", "-b", help="The drift report stored with this batch.")] = None,
+    batch: Annotated[int | None, typer.Option("--batch", "-b", parser=whole, help="The drift report stored with this batch.")] = None,
     from_: Annotated[str | None, typer.Option("--from", help="Window start (ISO time or a duration like 2h).")] = None,
     to: Annotated[str | None, typer.Option("--to", help="Window end (exclusive).")] = None,
     fail_on_drift: Annotated[bool, typer.Option("--fail-on-drift", help="Exit 3 when drift is found (for CI).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Per-feature drift statistics, p-values, the decision and what to do next, for a batch
-    (default: the newest checked one) or an event-time window against the rows before it."""
+    """Per-feature drift for a batch (default: the newest checked one) or an event-time window against
+    the rows before it: reference vs batch p1/p50/p99, null rates, the ratio of medians, category
+    shares, the tests' verdicts, and the likely cause of a drift where the evidence is strong (a unit
+    change, a stuck value, swapped columns, a null burst, remapped categories). --json carries the
+    whole report (every test's statistic, p-value and threshold)."""
     from lifelong_cli.ops.drift import drift as op
 
     ctx = app_ctx(tctx, json_out=json_out)
-
-    def render(ctx, r) -> None:
-        from rich.table import Table
-
-        rep = r.report
-        scope = f"model '{r.model}', " + (f"batch {r.batch}" if r.batch is not None else "window")
-        ctx.say(f"{scope}: {'DRIFT' if r.drifted else 'no drift'} ({rep['backend']} backend, {rep['correction']} "
-                f"correction, alpha {rep['alpha']}; {rep['n_current']} rows vs {rep['n_reference']} reference rows)")
-        t = Table("feature", "test", "statistic", "p-value", "threshold", "drift")
-        for f in rep["features"]:
-            p = f.get("p_value")
-            t.add_row(f["name"], f["test"], f"{f['statistic']:.4g}" if f["statistic"] is not None else "-",
-                      "-" if p is None else f"{p:.3g}", f"{f['threshold']:.3g}",
-                      "[red]yes[/red]" if f["drifted"] else ("skipped" if f.get("detail", {}).get("skipped") else "no"))
-        ctx.out().print(t)
-        if r.hint:
-            ctx.say(f"hint: {r.hint}")
-
-    run(ctx, lambda: op(ctx, batch=batch, from_=from_, to=to), render,
+    run(ctx, lambda: op(ctx, batch=batch, from_=from_, to=to), _render_drift,
         exit_code=lambda r: 3 if (fail_on_drift and r.drifted) else 0)
+
+
+def _render_drift(ctx, r) -> None:
+    rep = r.report
+    scope = f"model '{r.model}', " + (f"batch {r.batch}" if r.batch is not None else "window")
+    ctx.say(f"{scope}: {'DRIFT' if r.drifted else 'no drift'} ({rep['backend']} backend, {rep['correction']} "
+            f"correction, alpha {rep['alpha']}; {rep['n_current']} rows vs {rep['n_reference']} reference rows)")
+    columns = rep.get("columns") or {}
+    if columns:
+        _drift_columns(ctx, rep, columns)
+    else:  # a report stored before the per-column summaries: its tests only
+        _drift_tests(ctx, rep)
+    if r.hint:
+        ctx.say(f"hint: {r.hint}")
+
+
+def _drift_tests(ctx, rep) -> None:
+    from rich.table import Table
+
+    t = Table("feature", "test", "statistic", "p-value", "threshold", "drift")
+    for f in rep["features"]:
+        p = f.get("p_value")
+        t.add_row(f["name"], f["test"], f"{f['statistic']:.4g}" if f["statistic"] is not None else "-",
+                  "-" if p is None else f"{p:.3g}", f"{f['threshold']:.3g}",
+                  "[red]yes[/red]" if f["drifted"] else ("skipped" if f.get("detail", {}).get("skipped") else "no"))
+    ctx.out().print(t)
+
+
+def _drift_verdicts(rep) -> dict[str, str]:
+    """Per column: its drifted tests in a few words, "skipped", or "no"."""
+    from lifelong_cli.drift.base import FeatureDrift
+
+    out: dict[str, str] = {}
+    for f in rep["features"]:
+        name = f["name"]
+        if f["drifted"]:
+            try:
+                why = FeatureDrift.from_dict(f).reason()
+            except (KeyError, TypeError, ValueError):  # an odd stored document: the test's name will do
+                why = f["test"]
+            out[name] = f"{out[name]}; {why}" if out.get(name, "no") not in ("no", "skipped") else f"[red]yes[/red]: {why}"
+        elif f.get("detail", {}).get("skipped") and out.get(name, "no") == "no":
+            out[name] = "skipped (too few samples)"
+        else:
+            out.setdefault(name, "no")
+    return out
+
+
+def _drift_columns(ctx, rep, columns) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from lifelong_cli.drift.causes import fmt
+
+    console = ctx.out()
+    wide = console.width >= 90  # below that, p1 and p99 go (the JSON keeps them)
+    verdicts = _drift_verdicts(rep)
+
+    def pct(side) -> str:
+        rate = (side or {}).get("null_rate")
+        return "-" if rate is None else f"{rate:.1%}"
+
+    numeric = {n: c for n, c in columns.items() if c.get("kind") == "numeric"}
+    if numeric:
+        near_zero = any(c.get("median_near_zero") for c in numeric.values())
+        t = Table(box=box.SIMPLE_HEAD, title="numeric features: reference vs batch", title_justify="left",
+                  caption="(≈0): the reference median is near 0, its ratio means nothing" if near_zero else None,
+                  caption_justify="left")
+        t.add_column("feature", overflow="fold")
+        t.add_column("side")
+        quantiles = ("p1", "p50", "p99") if wide else ("p50",)
+        for q in quantiles:
+            t.add_column(q, justify="right")
+        t.add_column("null", justify="right")
+        t.add_column("×median", justify="right")
+        t.add_column("drift", overflow="fold")
+        for name, c in numeric.items():
+            ref, cur = c.get("reference") or {}, c.get("batch") or {}
+            ratio = c.get("median_ratio")
+            shown = "-" if ratio is None else ("(≈0)" if c.get("median_near_zero") else f"×{fmt(ratio)}")
+            t.add_row(name, "reference", *(fmt(ref.get(q)) for q in quantiles), pct(ref), "", "")
+            t.add_row("", "batch", *(fmt(cur.get(q)) for q in quantiles), pct(cur), shown, verdicts.get(name, "-"),
+                      end_section=True)
+        console.print(t)
+    categorical = {n: c for n, c in columns.items() if c.get("kind") in ("categorical", "label")}
+    if categorical:
+        t = Table(box=box.SIMPLE_HEAD, title="categorical features and label: reference vs batch",
+                  title_justify="left")
+        t.add_column("feature", overflow="fold")
+        t.add_column("side")
+        t.add_column("top categories", overflow="fold")
+        t.add_column("unseen", justify="right")
+        t.add_column("null", justify="right")
+        t.add_column("drift", overflow="fold")
+        for name, c in categorical.items():
+            top = (c.get("top") or [])[:4 if wide else 3]
+            shares = [", ".join(f"{x['category']} {x[side]:.0%}" for x in top) or "-" for side in ("reference", "batch")]
+            t.add_row(name, "reference", shares[0], "", pct(c.get("reference")), "")
+            t.add_row("", "batch", shares[1], f"{c.get('unseen_share', 0.0):.1%}", pct(c.get("batch")),
+                      verdicts.get(name, "-"), end_section=True)
+        console.print(t)
+    causes = {}
+    for cause in rep.get("likely_causes") or []:
+        causes.setdefault(cause["feature"], cause)
+    drifted = rep.get("drifted_features") or []
+    if drifted:
+        ctx.say("likely cause:")
+        for name in drifted:
+            cause = causes.get(name)
+            ctx.say(f"  {cause['evidence']}" if cause else
+                    f"  {name}: none named (the distribution moved, but not as a unit change, a stuck value, swapped "
+                    "columns, a null burst or remapped categories: compare the quantiles above)")
 
 
 def purge_data(
@@ -178,9 +275,9 @@ def purge_data(
     from_: Annotated[str | None, typer.Option("--from", help="Event time from (inclusive; ISO or a duration like 6h).")] = None,
     to: Annotated[str | None, typer.Option("--to", help="Event time to (exclusive).")] = None,
     source: Annotated[str | None, typer.Option("--source", help="Only rows ingested with this --source.")] = None,
-    batch: Annotated[int | None, typer.Option("--batch", help="Only rows of this batch (examples or labels batch).")] = None,
+    batch: Annotated[int | None, typer.Option("--batch", parser=whole, help="Only rows of this batch (examples or labels batch).")] = None,
     where: Annotated[str | None, typer.Option("--where", help="A condition on schema columns: x1 > 100 and segment in ('a','b'), x3 is null, not (...).")] = None,
-    undo: Annotated[int | None, typer.Option("--undo", help="Restore the rows of this purge rule.")] = None,
+    undo: Annotated[int | None, typer.Option("--undo", parser=whole, help="Restore the rows of this purge rule.")] = None,
     hard: Annotated[bool, typer.Option("--hard", help="Rewrite the segments without the rows: IRREVERSIBLE (needs --yes).")] = False,
     all_models: Annotated[bool, typer.Option("--all-models", help="A shared upstream gone bad: one rule per model in the store for --source (one transaction, one audit entry per model).")] = False,
     yes: YesOpt = False,
@@ -257,7 +354,7 @@ def labels_show(
     run(ctx, lambda: op(ctx, key=key), render)
 
 
-HeldBatchArg = Annotated[int, typer.Argument(help="The held batch (see `llctl data holds`).")]
+HeldBatchArg = Annotated[int, typer.Argument(parser=whole, help="The held batch (see `llctl data holds`).")]
 DecisionReasonOpt = Annotated[str | None, typer.Option("--reason", "-r", help="Why (audited); required unless --dry-run.")]
 
 data_app = typer.Typer(help="Batches on hold (labels that contradict the labels in use): list, release, reject.",
@@ -290,12 +387,12 @@ def data_holds(tctx: typer.Context, json_out: JsonOpt = False) -> None:
     run(ctx, lambda: op(ctx), render)
 
 
-def _decide(tctx, batch: int, reason: str | None, dry_run: bool, json_out: bool, release: bool) -> None:
+def _decide(tctx, batch: int, reason: str | None, dry_run: bool, json_out: bool, release: bool, **more) -> None:
     from lifelong_cli.ops.holds import data_reject, data_release
 
     ctx = app_ctx(tctx, json_out=json_out)
     op = data_release if release else data_reject
-    run(ctx, lambda: op(ctx, batch=batch, reason=reason, dry_run=dry_run), _render_decision)
+    run(ctx, lambda: op(ctx, batch=batch, reason=reason, dry_run=dry_run, **more), _render_decision)
 
 
 def _render_decision(ctx, r) -> None:
@@ -309,14 +406,18 @@ def data_release(
     tctx: typer.Context,
     batch: HeldBatchArg,
     reason: DecisionReasonOpt = None,
+    roll_through: Annotated[bool, typer.Option("--roll-through", help="The drift is a real shift: also relax the "
+                                               "drift SLO, and hold no batch for drift, for --hours.")] = False,
+    hours: Annotated[float, typer.Option("--hours", min=0.1, max=336, help="With --roll-through: for how long.")] = 24.0,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Accept a held batch: its rows become trainable under a new batch id, and its labels become the
     newest delivery of their examples (they win over the labels they contradicted).
 
-    Example: llctl data release 12 --reason "upstream confirmed the relabel\""""
-    _decide(tctx, batch, reason, dry_run, json_out, release=True)
+    Examples: llctl data release 12 --reason "upstream confirmed the relabel\"
+              llctl data release 14 --roll-through --hours 48 --reason "prices moved after the launch\""""
+    _decide(tctx, batch, reason, dry_run, json_out, release=True, roll_through=roll_through, hours=hours)
 
 
 @data_app.command("reject")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from lifelong_cli.cli._common import DryRunOpt, JsonOpt, YesOpt, app_ctx, run, when
+from lifelong_cli.cli._common import DryRunOpt, JsonOpt, YesOpt, app_ctx, run, when, whole
 
 incident_app = typer.Typer(help="Open, annotate, close and report incidents (postmortem drafts).", no_args_is_help=True)
 playbook_app = typer.Typer(help="Executable playbooks: list, show, lint, run.", no_args_is_help=True)
@@ -37,7 +37,7 @@ def incident_open(
 @incident_app.command("note")
 def incident_note(
     tctx: typer.Context,
-    incident: Annotated[int, typer.Argument(help="Incident id.")],
+    incident: Annotated[int, typer.Argument(parser=whole, help="Incident id.")],
     text: Annotated[str, typer.Argument(help="The note.")],
     json_out: JsonOpt = False,
 ) -> None:
@@ -51,7 +51,7 @@ def incident_note(
 @incident_app.command("close")
 def incident_close(
     tctx: typer.Context,
-    incident: Annotated[int, typer.Argument(help="Incident id.")],
+    incident: Annotated[int, typer.Argument(parser=whole, help="Incident id.")],
     summary: Annotated[str | None, typer.Option("--summary", "-s", help="One paragraph for the report.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -86,7 +86,7 @@ def incident_list(
 @incident_app.command("show")
 def incident_show(
     tctx: typer.Context,
-    incident: Annotated[int, typer.Argument(help="Incident id.")],
+    incident: Annotated[int, typer.Argument(parser=whole, help="Incident id.")],
     json_out: JsonOpt = False,
 ) -> None:
     """An incident and its timeline (linked audit entries and notes)."""
@@ -110,7 +110,7 @@ def incident_show(
 @incident_app.command("report")
 def incident_report(
     tctx: typer.Context,
-    incident: Annotated[int, typer.Argument(help="Incident id.")],
+    incident: Annotated[int, typer.Argument(parser=whole, help="Incident id.")],
     fmt: Annotated[str, typer.Option("--format", help="md or html.")] = "md",
     out: Annotated[str | None, typer.Option("--out", help="Directory (default .llctl/reports).")] = None,
     json_out: JsonOpt = False,
@@ -198,7 +198,7 @@ def playbook_run(
     tctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Playbook name.")],
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="k=v (repeatable).")] = None,
-    from_step: Annotated[int, typer.Option("--from-step", help="Continue from this step (1-based).")] = 1,
+    from_step: Annotated[int, typer.Option("--from-step", parser=whole, help="Continue from this step (1-based).")] = 1,
     title: Annotated[str | None, typer.Option("--title", help="Title of the incident it opens (if none is open).")] = None,
     severity: Annotated[str, typer.Option("--severity", help="Severity of the incident it opens.")] = "sev2",
     dry_run: DryRunOpt = False,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from lifelong_cli.cli._common import DryRunOpt, JsonOpt, app_ctx, run
+from lifelong_cli.cli._common import DryRunOpt, JsonOpt, app_ctx, run, version_number, whole
 
 ReasonOpt = Annotated[str | None, typer.Option("--reason", "-r", help="Why (recorded in the audit log).")]
 
@@ -20,8 +20,8 @@ def _say(ctx, r) -> None:
 def serve(
     tctx: typer.Context,
     host: Annotated[str | None, typer.Option("--host", help="Interface to listen on (default serving.host, 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option("--port", help="Port (default serving.port, 8700).")] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Worker processes; each is a replica following the store.")] = 1,
+    port: Annotated[int | None, typer.Option("--port", parser=whole, help="Port (default serving.port, 8700).")] = None,
+    workers: Annotated[int, typer.Option("--workers", parser=whole, help="Worker processes; each is a replica following the store.")] = 1,
     advertise_url: Annotated[str | None, typer.Option("--advertise-url", help="The URL other machines reach this replica at (default http://HOST:PORT).")] = None,
     models: Annotated[list[str] | None, typer.Option("--models", help="Serve these models of the store (comma-separated, repeatable) instead of the one --model names.")] = None,
     all_models: Annotated[bool, typer.Option("--all-models", help="Serve every model in the store.")] = False,
@@ -45,7 +45,7 @@ def serve(
 
 def push(
     tctx: typer.Context,
-    version: Annotated[int, typer.Argument(help="The version to push.")],
+    version: Annotated[int, typer.Argument(parser=version_number, help="The version to push.")],
     force: Annotated[bool, typer.Option("--force", help="Push a version that has not passed validation (needs --reason).")] = False,
     reason: ReasonOpt = None,
     dry_run: DryRunOpt = False,
@@ -86,7 +86,7 @@ def _render_canary(ctx, r) -> None:
 @canary_app.command("start")
 def canary_start(
     tctx: typer.Context,
-    version: Annotated[int, typer.Argument(help="A pushed version.")],
+    version: Annotated[int, typer.Argument(parser=version_number, help="A pushed version.")],
     reason: ReasonOpt = None,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
@@ -174,7 +174,7 @@ feedback_app = typer.Typer(help="Outcomes received by serving.", no_args_is_help
 def feedback_export(
     tctx: typer.Context,
     out: Annotated[str, typer.Option("--out", "-o", help="CSV file to write (key, event time, label).")],
-    after_id: Annotated[int, typer.Option("--after-id", help="Only feedback after this id (the last export's last_id).")] = 0,
+    after_id: Annotated[int, typer.Option("--after-id", parser=whole, help="Only feedback after this id (the last export's last_id).")] = 0,
     json_out: JsonOpt = False,
 ) -> None:
     """Write the feedback labels serving received as rows for `llctl ingest FILE --kind feedback`."""

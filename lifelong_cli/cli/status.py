@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from lifelong_cli.cli._common import JsonOpt, app_ctx, run, when
+from lifelong_cli.cli._common import DryRunOpt, JsonOpt, YesOpt, app_ctx, confirm, run, when, whole
 from lifelong_cli.errors import UsageError
 
 
@@ -117,8 +117,8 @@ def audit(
     verb: Annotated[str | None, typer.Option("--verb", help="Only this verb, e.g. stop-training.")] = None,
     actor: Annotated[str | None, typer.Option("--actor", help="Only entries by this actor.")] = None,
     since: Annotated[str | None, typer.Option("--since", help="ISO time or a duration: 30m, 2h, 7d.")] = None,
-    incident: Annotated[int | None, typer.Option("--incident", help="Only entries linked to this incident.")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many (the newest).")] = 100,
+    incident: Annotated[int | None, typer.Option("--incident", parser=whole, help="Only entries linked to this incident.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", parser=whole, help="At most this many (the newest).")] = 100,
     json_out: JsonOpt = False,
 ) -> None:
     """The audit log of the model (--model) and the store-wide entries: who did what, when, why, and
@@ -143,21 +143,59 @@ def audit(
     run(ctx, lambda: op(ctx, verb=verb, actor=actor, since=since, incident=incident, limit=limit), render)
 
 
-def doctor(tctx: typer.Context, json_out: JsonOpt = False) -> None:
+def doctor(
+    tctx: typer.Context,
+    fix: Annotated[bool, typer.Option("--fix", help="Remove what interrupted writes left behind (temp files, segments no batch refers to, stale training snapshots), after showing it; audited.")] = False,
+    min_age: Annotated[str, typer.Option("--min-age", help="With --fix: only files older than this (30s, 10m, 1h), so a running command's files are left alone.")] = "10m",
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
     """Check the workspace: config, store reachable, migrations current, the model (--model) and its
     deployment pointers, lease and segments, every model's state rows, data and registry paths,
     leftovers of interrupted writes.
-    Exit 3 when anything needs attention; each finding says what to do."""
+    Exit 3 when anything needs attention; each finding says what to do.
+    With --fix: list the leftovers of interrupted writes older than --min-age, ask, remove them (one
+    `doctor fix` audit entry with the paths and bytes), then check again. Files a batch refers to are
+    never removed. Exit 8 when not confirmed (no terminal and no --yes)."""
     from lifelong_cli.ops.doctor import doctor as op
 
     ctx = app_ctx(tctx, json_out=json_out)
 
     def render(ctx, r) -> None:
+        for x in getattr(r, "removed", []):
+            ctx.say(f"{'would remove' if r.dry_run else 'removed'} {x.kind} {x.path} ({x.bytes} bytes)")
         for c in r.checks:
             mark = "[green]ok[/green]  " if c.ok else "[red]FAIL[/red]"
             ctx.out().print(f"{mark} {c.name}: {c.detail}")
             if c.hint and not c.ok:
                 ctx.say(f"      hint: {c.hint}")
-        ctx.say("all checks passed" if r.ok else f"{len(r.findings)} finding(s)")
+        if hasattr(r, "removed"):
+            ctx.say(r.message)
+        ctx.say("all checks passed" if r.ok else f"{sum(not c.ok for c in r.checks)} finding(s)")
 
-    run(ctx, lambda: op(ctx), render, exit_code=lambda r: 0 if r.ok else 3)
+    if not fix:
+        if dry_run or yes or min_age != "10m":
+            run(ctx, _raise(UsageError("--dry-run, --yes and --min-age go with --fix", hint="llctl doctor --fix --dry-run")),
+                lambda c, r: None)
+        run(ctx, lambda: op(ctx), render, exit_code=lambda r: 0 if r.ok else 3)
+        return
+    run(ctx, lambda: _doctor_fix(ctx, min_age, yes=yes, dry_run=dry_run), render, exit_code=lambda r: 0 if r.ok else 3)
+
+
+def _doctor_fix(ctx, min_age: str, *, yes: bool, dry_run: bool):
+    from lifelong_cli.config import duration_seconds
+    from lifelong_cli.ops.doctor import doctor_fix, find_leftovers
+
+    try:
+        age = duration_seconds(min_age)
+    except ValueError:
+        raise UsageError(f"--min-age {min_age!r} is not a duration", hint="e.g. --min-age 10m (or 0s, 30s, 1h)") from None
+    if dry_run:
+        return doctor_fix(ctx, min_age_seconds=age, dry_run=True)
+    plan, _young = find_leftovers(ctx, min_age_seconds=age)
+    if plan:
+        for x in plan:
+            ctx.warn(f"to remove: {x.kind} {x.path} ({x.bytes} bytes, {x.age_seconds:.0f}s old)")
+        confirm(ctx, f"remove these {len(plan)} leftover(s), {sum(x.bytes for x in plan)} bytes?", yes=yes)
+    return doctor_fix(ctx, min_age_seconds=age, only=[x.path for x in plan])

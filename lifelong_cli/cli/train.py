@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from lifelong_cli.cli._common import DryRunOpt, JsonOpt, app_ctx, run, when
+from lifelong_cli.cli._common import DryRunOpt, JsonOpt, app_ctx, run, version_number, when, whole
 
 versions_app = typer.Typer(help="Model versions: list, or show one with its lineage.", invoke_without_command=True)
 
@@ -14,9 +14,9 @@ versions_app = typer.Typer(help="Model versions: list, or show one with its line
 def train(
     tctx: typer.Context,
     strategy: Annotated[str | None, typer.Option("--strategy", help="naive | replay | ewc | ewc+replay (default: training.strategy).")] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Exactly this many passes over the new data (default: "
+    epochs: Annotated[int | None, typer.Option("--epochs", parser=whole, help="Exactly this many passes over the new data (default: "
                                                "training.epochs; null there adapts to the increment).")] = None,
-    max_rows: Annotated[int | None, typer.Option("--max-rows", help="Train on at most this many new rows (whole batches).")] = None,
+    max_rows: Annotated[int | None, typer.Option("--max-rows", parser=whole, help="Train on at most this many new rows (whole batches).")] = None,
     if_due: Annotated[bool, typer.Option("--if-due", help="Train only when due: training.min_new_rows new rows, or "
                                          "training.max_wait since the last train; else exit 0 saying why not.")] = False,
     dry_run: DryRunOpt = False,
@@ -43,7 +43,7 @@ def train(
 
 @versions_app.callback()
 def versions(tctx: typer.Context, json_out: JsonOpt = False,
-             limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many (newest first).")] = 50) -> None:
+             limit: Annotated[int, typer.Option("--limit", "-n", parser=whole, help="At most this many (newest first).")] = 50) -> None:
     """The model's versions, newest first, with their parent, data range, verdict and role."""
     if tctx.invoked_subcommand:
         return
@@ -70,7 +70,7 @@ def versions(tctx: typer.Context, json_out: JsonOpt = False,
 
 
 @versions_app.command("show")
-def versions_show(tctx: typer.Context, version: Annotated[int, typer.Argument(help="Version number.")],
+def versions_show(tctx: typer.Context, version: Annotated[int, typer.Argument(parser=version_number, help="Version number.")],
                   json_out: JsonOpt = False) -> None:
     """One version: lineage (parent, data range, purge rules in force, config hash, libraries),
     metrics, artifacts with their sha256, validation verdict."""
@@ -114,7 +114,7 @@ def golden_import(
 
 def validate(
     tctx: typer.Context,
-    version: Annotated[int | None, typer.Argument(help="Version (default: the training head).")] = None,
+    version: Annotated[int | None, typer.Argument(parser=version_number, help="Version (default: the training head).")] = None,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
 ) -> None:

@@ -87,8 +87,8 @@ def demo(
     json_out: JsonOpt = False,
 ) -> None:
     """The whole story in about two minutes: a stream with delayed labels, versions trained,
-    validated and promoted through canaries under simulated traffic, then a broken upstream,
-    its detection, the bad-data playbook, recovery, and a postmortem draft."""
+    validated and promoted through canaries under simulated traffic, then a broken upstream whose
+    labels the label audit holds at ingest, the bad-labels playbook, recovery, and a postmortem draft."""
     from lifelong_cli.ops.demo import demo as op
 
     ctx = app_ctx(tctx, json_out=json_out)
@@ -106,7 +106,8 @@ def demo(
                      ("golden accuracy, worst served", num(r.golden_worst_served)),
                      ("golden accuracy after recovery", num(r.golden_after)),
                      ("requests served / failed", f"{r.requests} / {r.requests_failed}"),
-                     ("rows purged", str(r.rows_purged)),
+                     *([("batches held at ingest", ", ".join(map(str, r.batches_held)))] if r.batches_held
+                       else [("rows purged", str(r.rows_purged))]),
                      ("incident report", r.report or "—"),
                      ("workspace", r.workdir + ("" if r.kept else " (removed; --keep keeps it)")),
                      ("wall time", f"{r.seconds:.0f} s")]:

@@ -212,6 +212,13 @@ def parse(expression: str, columns: Mapping[str, ColumnType]) -> Predicate:
     return _Parser(expression, columns, max_length=MAX_LENGTH).parse()
 
 
+def parse_stored(text: str, columns: Mapping[str, ColumnType]) -> Predicate:
+    """Parse the canonical text of a stored rule (``str(parse(...))``): the length limit applied to
+    what the user typed, not to its canonical form, which can be longer (``1`` → ``1.0``)."""
+    _check_schema(columns)
+    return _Parser(text, columns, max_length=None).parse()
+
+
 def _check_schema(columns: Mapping[str, ColumnType]) -> None:
     for name, kind in columns.items():
         if kind not in COLUMN_TYPES:

@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lifelong_cli.data.predicate import parse
+from lifelong_cli.data.predicate import parse_stored
 from lifelong_cli.data.schema import HOLDOUT_COL, TS_TYPE, DataSchema
 from lifelong_cli.data.segments import DataStore
 from lifelong_cli.store.batches import BatchRef
@@ -82,7 +82,7 @@ class PurgeRule:
         if s.get("to"):
             m = pc.and_(m, pc.less(table[schema.event_time], pa.scalar(_ts(s["to"]), TS_TYPE)))
         if s.get("where"):
-            pred = parse(s["where"], schema.predicate_columns())
+            pred = parse_stored(s["where"], schema.predicate_columns())
             m = pc.and_(m, pred.mask(table))
         return m
 

@@ -160,12 +160,20 @@ def open_input(path: str, *, fmt: str | None, spool_dir: Path) -> InputSource:
 
 
 def iter_chunks(src: InputSource, *, wanted: list[str], chunk_rows: int,
-                on_bytes: Callable[[int], None] | None = None) -> Iterator[tuple[pa.Table, list[Malformed]]]:
+                on_bytes: Callable[[int], None] | None = None,
+                max_field_bytes: int = 1_000_000) -> Iterator[tuple[pa.Table, list[Malformed]]]:
+    """``max_field_bytes`` bounds what one record may cost: a JSON line longer than a few times it
+    (``max_line_bytes``) is quarantined unparsed, read in pieces (a CSV row is bounded by the read block)."""
     if src.size == 0:
         raise InvalidInputError(f"{src.label}: empty input", hint="nothing to ingest; check the upstream export")
     reader = {"csv": _csv_chunks, "jsonl": _jsonl_chunks, "parquet": _parquet_chunks}[src.format]
     for f in src.files:
-        yield from reader(f, src, wanted, chunk_rows, on_bytes)
+        yield from reader(f, src, wanted, chunk_rows, on_bytes, max_field_bytes)
+
+
+def max_line_bytes(wanted: list[str], max_field_bytes: int) -> int:
+    """The longest JSON line parsed: every wanted field at its limit, plus room for names and quoting."""
+    return (len(wanted) + 2) * max_field_bytes
 
 
 def _csv_header(path: Path, label: str) -> list[str]:
@@ -180,11 +188,21 @@ def _csv_header(path: Path, label: str) -> list[str]:
     return next(csv.reader([text]), [])
 
 
-def _csv_chunks(path, src, wanted, chunk_rows, on_bytes):
+def _no_duplicates(columns: list[str], label: str) -> None:
+    """A column named twice: which of the two is the value? Refused rather than guessed."""
+    seen: set[str] = set()
+    dup = sorted({c for c in columns if c in seen or seen.add(c)})
+    if dup:
+        raise InvalidInputError(f"{label}: column(s) {', '.join(dup)[:200]} appear more than once in the header",
+                                hint="rename or drop the duplicate columns in the export; nothing was ingested")
+
+
+def _csv_chunks(path, src, wanted, chunk_rows, on_bytes, max_field_bytes):
     import numpy as np
     import pyarrow.csv as pcsv
 
     header = [c.strip() for c in _csv_header(path, src.label)]
+    _no_duplicates(header, src.label)
     src.columns = header
     include = [c for c in wanted if c in header]
     malformed: list[Malformed] = []
@@ -307,20 +325,64 @@ def _take(items: list) -> list:
     return out
 
 
-def _jsonl_chunks(path, src, wanted, chunk_rows, on_bytes):
+class _DuplicateField(ValueError):
+    pass
+
+
+def _object(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object, refusing a name given twice (json keeps the last one silently)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise _DuplicateField(f"field {dup[:100]!r} appears more than once")
+    return obj
+
+
+def _json_int(text: str) -> object:
+    """A JSON integer; one too long for Python's int conversion limit stays text (the column's type
+    check then judges it, as it would the same digits in a CSV)."""
+    return int(text) if len(text) <= 4000 else text
+
+
+def _lines(fh, limit: int) -> Iterator[tuple[bytes, int]]:
+    """(line, its length) of a binary file, each line cut at ``limit`` bytes: the rest of a longer
+    line is read in pieces and dropped, so one line never costs more than ``limit`` of memory."""
+    while True:
+        line = fh.readline(limit + 1)
+        if not line:
+            return
+        size = len(line)
+        if size > limit and not line.endswith(b"\n"):
+            while (more := fh.readline(HASH_BLOCK)) and not more.endswith(b"\n"):
+                size += len(more)
+            size += len(more)
+        yield line, size
+
+
+def _jsonl_chunks(path, src, wanted, chunk_rows, on_bytes, max_field_bytes):
     rows: list[dict] = []
     lines: list[int] = []
     bad: list[Malformed] = []
     seen: set[str] = set()
+    limit = max_line_bytes(wanted, max_field_bytes)
     with path.open("rb") as fh:
-        for n, line in enumerate(io.BufferedReader(fh), start=1):
+        for n, (line, size) in enumerate(_lines(io.BufferedReader(fh), limit), start=1):
             if on_bytes:
-                on_bytes(len(line))
+                on_bytes(size)
+            if size > limit:
+                bad.append(Malformed(n, line[:2000].decode("utf-8", "replace"),
+                                     f"line longer than {limit} bytes (data.max_field_bytes is {max_field_bytes} "
+                                     "a field): not parsed"))
+                continue
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                obj = json.loads(line, object_pairs_hook=_object, parse_int=_json_int)
+            except RecursionError:
+                bad.append(Malformed(n, line[:2000].decode("utf-8", "replace"), "invalid JSON: nested too deeply"))
+                continue
+            except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, _DuplicateField are ValueErrors
                 bad.append(Malformed(n, line[:2000].decode("utf-8", "replace"), f"invalid JSON: {exc}"[:200]))
                 continue
             if not isinstance(obj, dict):
@@ -346,18 +408,30 @@ def _rows_table(rows: list[dict], wanted: list[str], seen: set[str], lines: list
                      LINE: pa.array(lines, pa.int64())})
 
 
-def _parquet_chunks(path, src, wanted, chunk_rows, on_bytes):
+def _parquet_chunks(path, src, wanted, chunk_rows, on_bytes, max_field_bytes):
     import pyarrow.parquet as pq
+
+    def unreadable(exc: BaseException, what: str) -> InvalidInputError:
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        return InvalidInputError(f"{src.label}: {what} ({text})",
+                                 hint="check the file (re-export it) and --format; nothing was ingested")
 
     try:
         pf = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InvalidInputError(f"{src.label}: not a readable Parquet file ({str(exc).splitlines()[0]})",
-                                hint="check the file and --format; nothing was ingested") from None
-    names = pf.schema_arrow.names
+        names = pf.schema_arrow.names
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise unreadable(exc, "not a readable Parquet file") from None
+    _no_duplicates(list(names), src.label)
     src.columns = list(names)
     include = [c for c in wanted if c in names]
-    for batch in pf.iter_batches(batch_size=chunk_rows, columns=include):
+    batches = pf.iter_batches(batch_size=chunk_rows, columns=include)
+    while True:
+        try:  # a corrupt data page surfaces only when its row group is decoded
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError, ValueError, EOFError) as exc:
+            raise unreadable(exc, "unreadable Parquet data") from None
         if on_bytes:
             on_bytes(batch.nbytes)
         yield pa.Table.from_batches([batch]), []

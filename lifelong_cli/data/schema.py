@@ -6,6 +6,7 @@ bad rows as strings with one reason each — never dropping a row silently."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -91,15 +92,24 @@ def _arrow_type(f: FeatureSpec) -> pa.DataType:
 
 
 class _Checker:
-    """Accumulates per-row reasons: the first failing check of a row is its reason."""
+    """Accumulates per-row reasons: every failing check of a row, joined by "; " in the order they
+    ran — but one per column (its first: a 2 MB field is not also "not one of the categories")."""
 
     def __init__(self, n: int) -> None:
         self.reason = pa.nulls(n, pa.string())
 
     def fail(self, mask: pa.Array, text: str) -> None:
         mask = pc.fill_null(mask, False)
-        if pc.any(mask).as_py():
-            self.reason = pc.if_else(pc.and_(mask, pc.is_null(self.reason)), pa.scalar(text), self.reason)
+        if not pc.any(mask).as_py():
+            return
+        first = pc.and_(mask, pc.is_null(self.reason))
+        column = re.escape(text.split(":", 1)[0])
+        named = pc.fill_null(pc.match_substring_regex(self.reason, f"(^|; ){column}:"), True)
+        more = pc.and_(mask, pc.invert(named))
+        if pc.any(more).as_py():
+            self.reason = pc.if_else(more, pc.binary_join_element_wise(self.reason, pa.scalar(text), "; "),
+                                     self.reason)
+        self.reason = pc.if_else(first, pa.scalar(text), self.reason)
 
     @property
     def bad(self) -> pa.Array:
@@ -137,7 +147,8 @@ def _text(arr: pa.Array) -> pa.Array:
 
 def _parse_float(arr: pa.Array, chk: _Checker, name: str) -> pa.Array:
     if pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type):
-        return pc.cast(arr, pa.float64())
+        # unsafe: an int64 beyond 2^53 (2^62) becomes the nearest float, as it would from text
+        return pc.cast(arr, pa.float64(), safe=False)
     if pa.types.is_string(arr.type):  # a clean column (no blank text either): Arrow's parser on it as it is
         fast = _strict_cast(arr, pa.float64())
         if fast is not None:
@@ -247,8 +258,10 @@ def validate_chunk(table: pa.Table, schema: DataSchema, kind: str = "examples",
     key = pc.utf8_trim_whitespace(_as_string(col(schema.key)))
     if kind == "examples" and schema.label not in present:
         present.discard(schema.label)  # examples may arrive unlabelled (labels come later)
-    chk.fail(pc.or_(pc.is_null(key), pc.equal(key, "")), f"{schema.key}: missing key")
-    out: dict[str, pa.Array] = {schema.key: key}
+    chk.fail(pc.or_kleene(pc.is_null(key), pc.equal(key, "")), f"{schema.key}: missing key")
+    # a null key is a bad row (quarantined above); the good table's key column is non-nullable, so
+    # the cast below must not see the null before those rows are filtered out
+    out: dict[str, pa.Array] = {schema.key: pc.fill_null(key, "") if key.null_count else key}
 
     et = col(schema.event_time) if schema.event_time in present else pa.nulls(n, pa.string())
     ts = parse_time(et, chk, schema.event_time)
@@ -354,25 +367,93 @@ def in_sample(keys: pa.Array | pa.ChunkedArray, fraction: float) -> np.ndarray:
 
 def key_hash(keys: pa.Array | pa.ChunkedArray, bits: int = 32) -> np.ndarray:
     """FNV-1a of each key's UTF-8 bytes (32 or 64 bit), vectorised over the Arrow buffers: stable
-    across runs and machines (unlike Python's hash), so a key is always in or out of the hold-out."""
+    across runs and machines (unlike Python's hash), so a key is always in or out of the hold-out.
+
+    Linear in the bytes of the keys: byte position ``j`` is one vectorised step over the keys longer
+    than ``j`` only (sorted longest first, so they are a prefix), and once few keys are that long
+    their remaining bytes are hashed key by key (one 900 KB key must not cost 900 K steps over
+    every key of the batch)."""
     arr = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
     arr = arr.cast(pa.string())
     n = len(arr)
     basis, prime = (2166136261, 16777619) if bits == 32 else (14695981039346656037, 1099511628211)
-    h = np.full(n, basis, dtype=np.uint64)
     out_type = np.uint32 if bits == 32 else np.uint64
     if n == 0:
-        return h.astype(out_type)
+        return np.empty(0, out_type)
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset: arr.offset + n + 1].astype(np.int64)
     data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if arr.buffers()[2] is not None else np.zeros(1, np.uint8)
     lengths = offsets[1:] - offsets[:-1]
-    p = np.uint64(prime)
+    order = np.argsort(-lengths, kind="stable")  # longest first: the keys longer than j are a prefix
+    starts, lens = offsets[:-1][order], lengths[order]
+    neg = -lens  # ascending, for searchsorted
+    h = np.full(n, basis, dtype=np.uint64)
+    p, low32 = np.uint64(prime), np.uint64(0xFFFFFFFF)
+    longest, j = int(lens[0]), 0
     with np.errstate(over="ignore"):
-        for j in range(int(lengths.max())):
-            live = lengths > j
-            byte = data[np.minimum(offsets[:-1] + j, len(data) - 1)].astype(np.uint64)
-            step = (h ^ byte) * p
-            if bits == 32:
-                step &= np.uint64(0xFFFFFFFF)
-            h = np.where(live, step, h)
-    return h.astype(out_type)
+        while j < longest:
+            k = int(np.searchsorted(neg, -j, side="left"))  # keys longer than j
+            if k <= _FNV_TAIL_KEYS:
+                break
+            until = int(lens[k - 1])  # every one of the k keys is at least this long
+            hk, sk = h[:k], starts[:k]
+            for jj in range(j, until):
+                hk ^= data[sk + jj]
+                hk *= p
+                if bits == 32:
+                    hk &= low32
+            j = until
+        if j < longest:
+            mask = (1 << bits) - 1
+            for i in range(int(np.searchsorted(neg, -j, side="left"))):
+                h[i] = _fnv1a_tail(data[starts[i] + j: starts[i] + lens[i]], int(h[i]), prime) & mask
+    out = np.empty(n, np.uint64)
+    out[order] = h
+    return out.astype(out_type)
+
+
+_FNV_TAIL_KEYS = 48  # below this many keys still going, a numpy step costs more than a byte loop per key
+_FNV_CACHE: dict[tuple[int, int, bytes], int] = {}  # long keys: one ingest hashes its keys several times
+_FNV_CACHE_MIN_BYTES = 4096
+
+
+def _fnv1a_tail(b: np.ndarray, h0: int, prime: int) -> int:
+    """FNV-1a (mod 2^64) of the bytes ``b`` of one key from state ``h0``, in O(len(b)) numpy work.
+
+    ``h ^ byte`` changes only the low byte of ``h``, so ``h ^ byte == h + d`` with ``d`` depending on
+    that byte alone, and ``h_n = h0 * P^n + sum(d_i * P^(n-i))`` — a dot product. The low bytes form
+    a chain, but bit ``k`` of the next one is bit ``k`` of the current one XOR bits known from the
+    bits below ``k`` (P is odd): eight prefix-XOR passes give them all."""
+    n = len(b)
+    if n < 64:
+        for v in b.tobytes():
+            h0 = ((h0 ^ v) * prime) & 0xFFFFFFFFFFFFFFFF
+        return h0
+    import hashlib
+
+    ck = (prime, h0, hashlib.sha256(b.tobytes()).digest()) if n >= _FNV_CACHE_MIN_BYTES else None
+    if ck is not None and ck in _FNV_CACHE:
+        return _FNV_CACHE[ck]
+    p8 = np.uint8(prime & 0xFF)
+    x = np.zeros(n, np.uint8)  # the low byte of h_i ^ b_i, built bit by bit
+    s = np.zeros(n, np.uint8)  # the low byte of h_i
+    sk = np.empty(n, np.uint8)
+    for k in range(8):
+        step = ((x * p8) ^ b) >> np.uint8(k)  # x holds bits < k: its product's bit k is their carry
+        step &= np.uint8(1)
+        sk[0] = (h0 >> k) & 1
+        np.bitwise_xor.accumulate(step[:-1], out=sk[1:])
+        sk[1:] ^= sk[0]
+        sk <<= np.uint8(k)
+        s |= sk
+        x |= sk ^ (b & np.uint8(1 << k))
+    d = x.astype(np.int64)
+    d -= s  # (h_i ^ b_i) - h_i, two's complement: mod 2^64 once viewed unsigned
+    with np.errstate(over="ignore"):
+        powers = np.cumprod(np.full(n, prime, np.uint64))  # P^1 … P^n, mod 2^64
+        total = (d.view(np.uint64) * powers[::-1]).sum(dtype=np.uint64)
+        out = int(np.uint64(h0) * powers[-1] + total)
+    if ck is not None:
+        if len(_FNV_CACHE) >= 64:
+            _FNV_CACHE.clear()
+        _FNV_CACHE[ck] = out
+    return out

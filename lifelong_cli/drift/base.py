@@ -10,7 +10,9 @@ backend reaches the same verdict on the same data:
 * category encoding on the union of reference and current categories,
 * the too-few-samples skip,
 * the multiple-testing correction (Bonferroni or Benjamini-Hochberg) across all KS and chi-square
-  tests of one report, and the report itself.
+  tests of one report, and the report itself,
+* per column, what an operator compares (quantiles, null rates, ratio of medians, category shares) and the
+  likely cause of a drift where the evidence is strong (``lifelong_cli.drift.causes``).
 
 Only numpy is imported here. The default backend needs nothing more (it computes scipy's tests in numpy);
 alibi-detect is imported by its backend when it runs.
@@ -25,6 +27,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from lifelong_cli.drift import causes as _causes
 from lifelong_cli.errors import ConfigError, InvalidInputError
 
 Kind = Literal["numeric", "categorical", "label"]
@@ -103,6 +106,11 @@ class DriftReport:
 
     ``features`` holds every test run, in column order (numeric, categorical, label); for each column its
     distribution test (``ks`` or ``chi2``) first, then ``null_rate``, then (numeric) ``non_finite``.
+
+    ``columns`` maps each column to what it looks like on both sides (``causes.numeric_summary`` /
+    ``causes.categorical_summary``) and its ``likely_cause`` (``{"cause", "evidence"}`` or None);
+    ``likely_causes`` lists every cause found, ``{"feature", "cause", "evidence", "figures"}``, strongest
+    first per column. Reports stored before these existed have them empty.
     """
 
     backend: str
@@ -112,6 +120,12 @@ class DriftReport:
     n_reference: int
     n_current: int
     features: tuple[FeatureDrift, ...]
+    columns: Mapping[str, Any] = field(default_factory=dict)
+    likely_causes: tuple[Mapping[str, Any], ...] = ()
+
+    def cause_for(self, name: str) -> Mapping[str, Any] | None:
+        """The strongest likely cause named for a column, or None."""
+        return next((c for c in self.likely_causes if c["feature"] == name), None)
 
     def drifted_features(self) -> list[str]:
         """Names of the columns with at least one drifted test, in report order, each once."""
@@ -146,6 +160,13 @@ class DriftReport:
         reasons = []
         for name in names[:5]:
             why = "; ".join(f.reason() for f in self.results_for(name) if f.drifted)
+            cause = self.cause_for(name)
+            if cause is not None:
+                why += f"; likely {_CAUSE_WORDS.get(cause['cause'], cause['cause'])}"
+                if cause["cause"] == "unit_change":
+                    why += f" ×{_causes.fmt(cause['figures']['factor'])}"
+                elif cause.get("with"):
+                    why += f" with {cause['with']}"
             reasons.append(f"{name}: {why}")
         more = f"; +{len(names) - 5} more" if len(names) > 5 else ""
         noun = "feature" if len(names) == 1 else "features"
@@ -163,6 +184,8 @@ class DriftReport:
             "n_current": int(self.n_current),
             "drifted_features": self.drifted_features(),
             "features": [f.to_dict() for f in self.features],
+            "columns": _jsonable(self.columns),
+            "likely_causes": _jsonable(list(self.likely_causes)),
         }
 
     @classmethod
@@ -171,7 +194,13 @@ class DriftReport:
             backend=d["backend"], drifted=bool(d["drifted"]), correction=d["correction"],
             alpha=float(d["alpha"]), n_reference=int(d["n_reference"]), n_current=int(d["n_current"]),
             features=tuple(FeatureDrift.from_dict(f) for f in d["features"]),
+            columns=dict(d.get("columns") or {}), likely_causes=tuple(d.get("likely_causes") or ()),
         )
+
+
+_CAUSE_WORDS = {"unit_change": "a unit change", "constant": "a stuck (constant) value",
+                "swapped_columns": "swapped", "null_burst": "a null burst",
+                "categories_remapped": "remapped categories"}
 
 
 @runtime_checkable
@@ -463,16 +492,23 @@ class BaseDriftDetector:
         ks_pairs: list[tuple[np.ndarray, np.ndarray]] = []
         chi_pending: list[_Pending] = []
         chi_pairs: list[CategoricalPair] = []
+        columns: dict[str, dict[str, Any]] = {}
+        numeric_values: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        category_counts: dict[str, tuple[tuple[Any, ...], np.ndarray, np.ndarray]] = {}
 
         for c in numeric:
             r, k = split_numeric(ref_cols[c]), split_numeric(cur_cols[c])
             n_ref, n_cur = r.finite.size, k.finite.size
+            r_sorted, k_sorted = np.sort(r.finite), np.sort(k.finite)
+            columns[c] = _causes.numeric_summary(_causes.numeric_side(r_sorted, r.n, r.nulls, r.inf),
+                                                 _causes.numeric_side(k_sorted, k.n, k.nulls, k.inf))
             pend = _Pending(c, "numeric", "ks", {"n_ref": n_ref, "n_cur": n_cur})
             if min(n_ref, n_cur) < min_n:
                 pend.detail["skipped"] = _SKIPPED
             else:
                 ks_pending.append(pend)
                 ks_pairs.append((r.finite, k.finite))
+                numeric_values[c] = (r_sorted, k_sorted)
             checks = [
                 share_check(c, "numeric", "null_rate", ref_count=r.nulls, n_ref=r.n, cur_count=k.nulls, n_cur=k.n,
                             tolerance=tol, min_samples=min_n),
@@ -488,12 +524,16 @@ class BaseDriftDetector:
             pair = encode_categorical(ref_cols[c], cur_cols[c])
             n_ref, n_cur = pair.codes_ref.size, pair.codes_cur.size
             pend = _Pending(c, kind, "chi2", {"n_ref": n_ref, "n_cur": n_cur, "categories": len(pair.categories)})
+            counts = pair.table()
+            columns[c] = _causes.categorical_summary(kind, pair.categories, counts[0], counts[1], pair.n_ref,
+                                                     pair.n_cur, pair.nulls_ref, pair.nulls_cur)
             if min(n_ref, n_cur) < min_n:
                 pend.detail["skipped"] = _SKIPPED
             else:
                 pend.detail.update(_category_shift(pair))
                 chi_pending.append(pend)
                 chi_pairs.append(pair)
+                category_counts[c] = (pair.categories, counts[0], counts[1])
             checks = [share_check(c, kind, "null_rate", ref_count=pair.nulls_ref, n_ref=pair.n_ref,
                                   cur_count=pair.nulls_cur, n_cur=pair.n_cur, tolerance=tol, min_samples=min_n)]
             per_column.append((pend, checks))
@@ -513,9 +553,18 @@ class BaseDriftDetector:
             features.append(FeatureDrift(pend.name, pend.kind, pend.test, pend.statistic, pend.p_value,
                                          threshold, verdict.get(id(pend), False), pend.detail))
             features.extend(checks)
+        drifted: dict[str, set[str]] = {}
+        for f in features:
+            if f.drifted:
+                drifted.setdefault(f.name, set()).add(f.test)
+        found = _jsonable(_causes.find_causes(columns, drifted, numeric_values, category_counts, min_n))
+        for name, col in columns.items():
+            first = next((c for c in found if c["feature"] == name), None)
+            col["likely_cause"] = None if first is None else {"cause": first["cause"], "evidence": first["evidence"]}
         return DriftReport(
             backend=self.name, drifted=any(f.drifted for f in features), correction=self.correction,
             alpha=self.alpha, n_reference=n_reference, n_current=n_current, features=tuple(features),
+            columns=_jsonable(columns), likely_causes=tuple(found),
         )
 
 

@@ -299,6 +299,8 @@ def coerce(param: Param, raw: Any) -> Any:
     try:
         if param.type in ("int", "version"):
             v: Any = int(str(raw).removeprefix("v"))
+            if not -(2**63) <= v < 2**63:  # beyond what the store holds (an OverflowError later)
+                raise ValueError(raw)
         elif param.type == "float":
             v = float(raw)
         elif param.type == "bool":
@@ -313,7 +315,8 @@ def coerce(param: Param, raw: Any) -> Any:
         else:
             v = str(raw)
     except ValueError:
-        raise UsageError(f"--param {param.name}={raw!r}: expected {param.type}", hint=param.help or None) from None
+        shown = repr(raw) if len(str(raw)) <= 60 else repr(str(raw)[:40]) + "…"
+        raise UsageError(f"--param {param.name}={shown}: expected {param.type}", hint=param.help or None) from None
     if param.type == "time":
         from lifelong_cli.context import utcnow
         from lifelong_cli.timeparse import parse_time

@@ -4,10 +4,11 @@ versions and data affected, golden-set metrics before / during / after, traffic 
 
 Times, from the audit log and the store:
 - impact start: the earliest ingest time of a batch that a purge rule made during the incident
-  hides, else the incident's opening;
-- detected: the earliest of the opening and any rejection, automatic canary abort or SLO violation
-  between impact start and the opening;
-- mitigated: the first stop-training, fallback on, rollback, canary abort or purge-data after that;
+  hides or that was rejected from hold during it, else the incident's opening;
+- detected: the earliest of the opening and any rejection, batch held at ingest, automatic canary
+  abort or SLO violation between impact start and the opening;
+- mitigated: the first stop-training, fallback on, rollback, canary abort, purge-data or rejection
+  of a held batch after that;
 - recovered: the last canary promote or fallback off after mitigation, else the closing."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-MITIGATIONS = ("stop-training", "fallback", "rollback", "canary abort", "purge-data")
+MITIGATIONS = ("stop-training", "fallback", "rollback", "canary abort", "purge-data", "data-reject")
 
 
 @dataclass
@@ -90,8 +91,10 @@ def build(ctx: Any, incident_id: int) -> Report:
         tl = incidents.timeline(t, inc)
         end = inc["closed_at"] or ctx.now()
         purges = purge_rules.created_between(t, model, inc["opened_at"], end)
+        rejected = {(e["detail"] or {}).get("batch") for e in tl if e["what"] == "data-reject" and e["outcome"] == "ok"}
         batch_ids = sorted({b for p in purges for b in ((p["blast_radius"] or {}).get("batches") or [])}
-                           | {p["spec"]["batch"] for p in purges if isinstance(p["spec"].get("batch"), int)})
+                           | {p["spec"]["batch"] for p in purges if isinstance(p["spec"].get("batch"), int)}
+                           | {b for b in rejected if isinstance(b, int)})
         impact = min((b["created_at"] for b in batches.created_at_of(t, model, batch_ids)), default=inc["opened_at"])
         impact = min(impact, inc["opened_at"])
         before_open = [e for e in audit.query(t, model=model, since=impact) if e["ts"] <= inc["opened_at"]]
@@ -102,7 +105,8 @@ def build(ctx: Any, incident_id: int) -> Report:
     detections = [e["ts"] for e in before_open
                   if (e["verb"] == "validate" and e["outcome"] == "rejected")
                   or (e["verb"] == "canary abort" and (e["args"] or {}).get("automatic"))
-                  or (e["verb"] == "check" and e["outcome"] == "violated")]
+                  or (e["verb"] == "check" and e["outcome"] == "violated")
+                  or (e["verb"] == "ingest" and e["outcome"] == "held")]
     detected = min([inc["opened_at"], *detections])
     mitig = [e["ts"] for e in tl if e["ts"] >= detected and any(e["what"].startswith(m) for m in MITIGATIONS)
              and e["outcome"] == "ok" and not (e["what"] == "fallback" and not (e["args"] or {}).get("on"))]

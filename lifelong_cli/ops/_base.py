@@ -71,3 +71,14 @@ def audited(
             audit.append(t, model=model, ts=ctx.now(), actor=ctx.actor, verb=verb, args=args, reason=reason,
                          outcome="refused", detail={"error": exc.message, "exit_code": exc.exit_code})
         raise
+    notify_after_commit(ctx, verb, model=model, args=args, reason=reason, outcome=entry.outcome, detail=entry.detail)
+
+
+def notify_after_commit(ctx: AppContext, verb: str, *, model: str | None, args: Mapping[str, Any], reason: str | None,
+                        outcome: str, detail: Mapping[str, Any]) -> None:
+    """Notify the configured targets of a committed change (see ``notify.py``): queued and handed to a
+    detached sender, so the verb never waits on the network and a failing receiver never fails it."""
+    if ctx.config.settings.notify.targets:
+        from lifelong_cli.notify import after_commit
+
+        after_commit(ctx, verb=verb, model=model, args=args, reason=reason, outcome=outcome, detail=detail)

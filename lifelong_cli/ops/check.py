@@ -48,6 +48,7 @@ def evaluate(ctx: AppContext) -> list[dict[str, Any]]:
         recent = batches.recent_examples(t, model, slo_cfg.max_drifted_batches)
         purged = {r["spec"].get("batch") for r in purge_rules.in_force(t, model)}
         relaxed = slo.relaxed(t, model, now=now)
+        held = batches.held(t, model)
     if stable:
         age_h = (now - stable["created_at"]).total_seconds() / 3600
         out.append(_policy("staleness", age_h <= slo_cfg.max_staleness_hours, f"stable v{stable['id']} is {age_h:.1f} h old",
@@ -85,6 +86,15 @@ def evaluate(ctx: AppContext) -> list[dict[str, Any]]:
                            f"≤ {slo_cfg.max_stopped_hours:g} h", "find the cause, then `llctl resume`"))
     else:
         out.append(_policy("stopped", True, "training running", f"≤ {slo_cfg.max_stopped_hours:g} h"))
+    if held:
+        oldest = held[0]
+        hours = (now - oldest["created_at"]).total_seconds() / 3600
+        cause = ((oldest["detail"] or {}).get("hold") or {}).get("cause", "held")
+        out.append(_policy("holds", hours <= slo_cfg.max_hold_hours,
+                           f"{len(held)} batch(es) on hold, the oldest (batch {oldest['id']}, {cause}) for {hours:.1f} h",
+                           f"≤ {slo_cfg.max_hold_hours:g} h", "`llctl data holds`: release or reject each"))
+    else:
+        out.append(_policy("holds", True, "no batch on hold", f"≤ {slo_cfg.max_hold_hours:g} h"))
     for p in out:
         p["action"] = getattr(slo_cfg.actions, p["policy"])
         p["relaxed_until"] = relaxed.get(p["policy"])

@@ -3,13 +3,17 @@
 
 1. A synthetic stream (generated offline) arrives in batches, examples first and labels later.
 2. Versions are trained, validated, pushed and promoted through a canary while traffic flows.
-3. A broken labelling pipeline upstream inverts the labels of two batches; the next version is
-   trained on them and the validation gates reject it (detection).
-4. The `bad-data` playbook runs inside an incident: stop training, roll back to the newest version
-   not trained on the bad window, purge it, resume; the retrain finds nothing clean that is new,
-   so the playbook stops there and says how to continue; the fixed upstream delivers a clean
-   batch; the playbook continues `--from-step` and releases the recovered version through a canary.
-5. The incident is closed and its postmortem draft written; a summary table ends the run."""
+3. A broken labelling pipeline upstream inverts the labels of two batches; the label audit at
+   ingest holds each (its labels disagree with the stable version's predictions far more than that
+   source's did): nothing is trained on them (detection, before any version could be).
+4. The `bad-labels` playbook runs inside an incident and rejects each held batch (kept on disk,
+   never trained on); the fixed upstream delivers a clean batch, and the next version is released
+   through the gates and a canary under traffic.
+5. The incident is closed and its postmortem draft written; a summary table ends the run.
+
+Were the labels not held (``data.label_audit.on_fail: accept``), the story is the one before the
+audit: the version trained on them is rejected by validation, and the `bad-data` playbook rolls
+back, purges the window and releases the recovered version (``--from-step`` once clean data is in)."""
 
 from __future__ import annotations
 
@@ -57,6 +61,7 @@ class DemoResult(Result):
     report: str | None
     versions: dict[str, Any] = field(default_factory=dict)
     message: str = ""
+    batches_held: list[int] = field(default_factory=list)  # the bad labels batches the audit held at ingest
 
 
 def _free_port() -> int:
@@ -102,7 +107,8 @@ class _Demo:
         pcsv.write_csv(labels, pl)
         return pe, pl
 
-    def ingest(self, n: int, *, flip: bool = False) -> None:
+    def ingest(self, n: int, *, flip: bool = False) -> int | None:
+        """Examples then labels of batch ``n``; the labels batch's id when it was held."""
         from lifelong_cli.ops.ingest import ingest
 
         pe, pl = self.write_batch(n, flip=flip)
@@ -110,8 +116,13 @@ class _Demo:
         r = ingest(ctx, path=str(pe), source="upstream")
         r2 = ingest(ctx, path=str(pl), source="labeller", kind="labels")
         drift = " — drift!" if r.drift and r.drift.get("drifted") else ""
+        if r2.status == "held":
+            self.say(f"batch {n}: {r.rows_accepted} examples, then {r2.rows_read} labels: HELD at ingest as batch "
+                     f"{r2.batch} ({r2.hold['cause']}: {r2.hold['reason']}){drift}")
+            return r2.batch
         self.say(f"batch {n}: {r.rows_accepted} examples, then {r2.rows_read} labels arrive later "
                  f"({r2.rows_trainable} examples now trainable){drift}")
+        return None
 
     def release(self, *, watch: bool = True) -> tuple[int | None, str]:
         """train → validate → push → canary; returns (version, verdict)."""
@@ -190,7 +201,6 @@ class _Demo:
 
 
 def demo(*, workdir: str | None = None, keep: bool = False, progress: Callable[[str], None] | None = None) -> DemoResult:
-    from lifelong_cli.ops import incident as inc
     from lifelong_cli.ops.init import init
     from lifelong_cli.ops.playbook import run as run_playbook
 
@@ -216,8 +226,9 @@ def demo(*, workdir: str | None = None, keep: bool = False, progress: Callable[[
             d.release()
         d.say("INCIDENT: the labelling pipeline upstream breaks and inverts every label of batches 4 and 5")
         bad_ingested = time.monotonic()
-        d.ingest(4, flip=True)
-        d.ingest(5, flip=True)
+        held = [b for b in (d.ingest(4, flip=True), d.ingest(5, flip=True)) if b is not None]
+        if held:
+            return _held_story(d, wd, keep, held, bad_ingested, v1)
         bad_v, verdict = d.release()
         detected = time.monotonic()
         if verdict == "passed":
@@ -238,26 +249,10 @@ def demo(*, workdir: str | None = None, keep: bool = False, progress: Callable[[
                              progress=lambda m: d.say(f"  playbook: {m}"))
             if not r.ok:
                 raise UsageError(f"demo: the bad-data playbook did not finish: {r.message}")
-        time.sleep(1.0)  # let the last predictions reach the store before the report reads them
-        tally = d.traffic.stop() if d.traffic else None
-        d.traffic = None
-        inc.close(d.ctx(), incident_id=iid, summary="An upstream labelling change inverted labels for two batches. "
-                  "The next version failed validation; the bad-data playbook rolled back, purged the window and "
-                  "released a recovered version through a canary.")
-        rep = inc.report(d.ctx(), incident_id=iid)
-        g = rep.golden
-        d.say(rep.message)
-        from lifelong_cli.store import deployment
-
-        ctx = d.ctx()
-        with ctx.store.tx(write=False) as t:
-            dep = deployment.get(t, ctx.model)
-        return DemoResult(
-            ctx.model, str(wd), keep, round(time.monotonic() - d.t0, 1), round(detected - bad_ingested, 1),
-            rep.durations["time_to_mitigate_s"], g["before"]["metric"], g["worst_served"]["metric"], g["after"]["metric"],
-            tally.sent if tally else 0, tally.failed if tally else 0, int(purged or 0), iid, rep.path,
-            {"first": v1, "rejected": bad_v, "stable": dep["stable_version"]},
-            f"model '{ctx.model}' recovered: v{dep['stable_version']} is stable; postmortem draft at {rep.path}")
+        return _close(d, wd, keep, iid, detected - bad_ingested, int(purged or 0), {"first": v1, "rejected": bad_v},
+                      summary="An upstream labelling change inverted labels for two batches. The next version failed "
+                              "validation; the bad-data playbook rolled back, purged the window and released a "
+                              "recovered version through a canary.")
     except BaseException:
         keep = True  # leave the evidence
         raise
@@ -265,3 +260,57 @@ def demo(*, workdir: str | None = None, keep: bool = False, progress: Callable[[
         d.stop()
         if not keep:
             shutil.rmtree(wd, ignore_errors=True)
+
+
+def _held_story(d: _Demo, wd: Path, keep: bool, held: list[int], bad_ingested: float, v1: int | None) -> DemoResult:
+    """Steps 4-5 when the label audit held the bad batches: the bad-labels playbook rejects each,
+    clean data follows, the next version goes out through a canary, the incident is closed."""
+    from lifelong_cli.ops.playbook import run as run_playbook
+
+    detected = time.monotonic()
+    d.say(f"detected at ingest, {detected - bad_ingested:.1f} s after the bad batches arrived: nothing was trained "
+          "on them (`llctl data holds` lists them)")
+    iid = None
+    for b in held:
+        d.say(f"on-call runs: llctl playbook run bad-labels --param batch={b}")
+        r = run_playbook(d.ctx(), name="bad-labels", params={"batch": str(b), "reason": "labels inverted upstream",
+                                                            "canary_interval": "1", "canary_timeout": "90"},
+                         yes=True, title="labels inverted upstream (batches 4-5)",
+                         progress=lambda m: d.say(f"  playbook: {m}"))
+        if not r.ok:
+            raise UsageError(f"demo: the bad-labels playbook did not finish: {r.message}")
+        iid = iid or r.incident
+    d.say("the upstream is fixed: batch 6 arrives clean")
+    d.ingest(6)
+    fixed, verdict = d.release()
+    return _close(d, wd, keep, iid, detected - bad_ingested, 0, {"first": v1, "rejected": None}, held=held,
+                  summary="An upstream labelling change inverted labels for two batches. The label audit held both at "
+                          "ingest, so no version trained on them; the bad-labels playbook rejected them and "
+                          f"v{fixed} was released on clean data through a canary ({verdict}).",
+                  note="the bad labels never reached a version; ")
+
+
+def _close(d: _Demo, wd: Path, keep: bool, iid: int, detect_s: float, purged: int, versions: dict[str, Any], *,
+           summary: str, held: list[int] | None = None, note: str = "") -> DemoResult:
+    """The end of the story: traffic stopped, the incident closed with ``summary``, its postmortem
+    drafted, and the figures."""
+    from lifelong_cli.ops import incident as inc
+    from lifelong_cli.store import deployment
+
+    time.sleep(1.0)  # let the last predictions reach the store before the report reads them
+    tally = d.traffic.stop() if d.traffic else None
+    d.traffic = None
+    inc.close(d.ctx(), incident_id=iid, summary=summary)
+    rep = inc.report(d.ctx(), incident_id=iid)
+    g = rep.golden
+    d.say(rep.message)
+    ctx = d.ctx()
+    with ctx.store.tx(write=False) as t:
+        dep = deployment.get(t, ctx.model)
+    return DemoResult(
+        ctx.model, str(wd), keep, round(time.monotonic() - d.t0, 1), round(detect_s, 1),
+        rep.durations["time_to_mitigate_s"], g["before"]["metric"], g["worst_served"]["metric"], g["after"]["metric"],
+        tally.sent if tally else 0, tally.failed if tally else 0, purged, iid, rep.path,
+        {**versions, "stable": dep["stable_version"]},
+        f"model '{ctx.model}' recovered: v{dep['stable_version']} is stable; {note}postmortem draft at {rep.path}",
+        batches_held=list(held or []))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lifelong_cli.errors import BatchNotFoundError, NotFoundError, UsageError
@@ -20,6 +20,9 @@ class DriftResult(Result):
     drifted: bool
     report: dict[str, Any]
     hint: str
+    # {"feature", "cause", "evidence", "figures"}: the report's likely causes (empty for reports stored before
+    # they were computed, and when no pattern fits)
+    likely_causes: list[dict[str, Any]] = field(default_factory=list)
 
 
 def drift(ctx: AppContext, *, batch: int | None = None, from_: str | None = None,
@@ -45,7 +48,7 @@ def drift(ctx: AppContext, *, batch: int | None = None, from_: str | None = None
                             "the first batch has no reference)", hint="`llctl drift --from T --to T` checks any window")
     rep = row["drift"]
     return DriftResult(model, "batch", row["id"], bool(rep["drifted"]), rep,
-                       rep.get("hint", "").replace("<batch>", str(row["id"])))
+                       rep.get("hint", "").replace("<batch>", str(row["id"])), list(rep.get("likely_causes") or []))
 
 
 def _window(ctx: AppContext, from_: str | None, to: str | None) -> DriftResult:
@@ -87,4 +90,5 @@ def _window(ctx: AppContext, from_: str | None, to: str | None) -> DriftResult:
     rep = drift_report(ctx, schema, before, current)
     window = " ".join(f"--{k} {v}" for k, v in (("from", from_), ("to", to)) if v)
     hint = rep.get("hint", "").replace("`llctl drift --batch <batch>`", f"`llctl drift {window}`")
-    return DriftResult(model, "window", None, bool(rep["drifted"]), rep, hint.replace("--batch <batch>", window))
+    return DriftResult(model, "window", None, bool(rep["drifted"]), rep, hint.replace("--batch <batch>", window),
+                       list(rep.get("likely_causes") or []))

@@ -97,10 +97,11 @@ def _unchanged(model: str, dep: dict[str, Any], on: bool, strategy: str, source:
 
 def _check_strategy(strategy: str) -> None:
     if strategy.startswith("version:"):
-        try:
-            int(strategy.split(":", 1)[1])
-        except ValueError:
-            raise UsageError(f"--strategy {strategy!r}: version:N needs a number", hint="--strategy version:3") from None
+        n = strategy.split(":", 1)[1].strip()
+        if not (n.isascii() and n.isdigit()):
+            raise UsageError(f"--strategy {strategy[:60]!r}: version:N needs a number", hint="--strategy version:3")
+        if len(n.lstrip("0")) > 19 or int(n) > 2**63 - 1:
+            raise UsageError(f"--strategy version:{n[:24]}: no such version (too large)", hint="--strategy version:3")
     elif strategy not in STRATEGIES:
         raise UsageError(f"--strategy {strategy!r} is not majority, median, lookup or version:N",
                          hint="llctl fallback on --strategy majority")

@@ -3,7 +3,7 @@ become trainable, their labels the newest delivery) or rejects them (kept on dis
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from lifelong_cli.errors import BatchNotFoundError, PreconditionError, UsageError
@@ -34,6 +34,7 @@ class HoldDecision(Result):
     message: str = ""
     next: str = ""
     hold: dict[str, Any] = field(default_factory=dict)
+    roll_through_until: Any = None  # --roll-through: the drift SLO and drift holds relaxed until then
 
 
 def data_holds(ctx: AppContext) -> HoldsResult:
@@ -54,10 +55,24 @@ def data_holds(ctx: AppContext) -> HoldsResult:
                        "`llctl data reject BATCH --reason ...` (kept on disk, never trained on)")
 
 
-def data_release(ctx: AppContext, *, batch: int, reason: str | None, dry_run: bool = False) -> HoldDecision:
+def data_release(ctx: AppContext, *, batch: int, reason: str | None, dry_run: bool = False,
+                 roll_through: bool = False, hours: float = 24.0) -> HoldDecision:
     """Accept a held batch: its rows become trainable under a new batch id (the newest: the next
-    ``train`` reads them, and its labels are the newest delivery of their examples)."""
-    return _decide(ctx, batch=batch, reason=reason, dry_run=dry_run, release=True)
+    ``train`` reads them, and its labels are the newest delivery of their examples).
+
+    ``roll_through``: the drift is a real shift of the world, not a fault — also relax the drift SLO
+    for ``hours``, during which ingest flags drift without holding batches for it."""
+    res = _decide(ctx, batch=batch, reason=reason, dry_run=dry_run, release=True)
+    if not roll_through:
+        return res
+    if dry_run:
+        return replace(res, message=f"{res.message}; would relax the drift SLO and drift holds for {hours:g} h")
+    from lifelong_cli.ops.check import relax
+
+    r = relax(ctx, policy="drift", hours=hours, reason=reason)
+    return replace(res, roll_through_until=r.until,
+                   message=f"{res.message}; rolling through: drift is flagged, not held, until {r.until}",
+                   next="`llctl train` to learn the new data; `llctl check` reports the drift policy as relaxed")
 
 
 def data_reject(ctx: AppContext, *, batch: int, reason: str | None, dry_run: bool = False) -> HoldDecision:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lifelong_cli.errors import UsageError
-from lifelong_cli.ops._base import Result, audited, jsonable
+from lifelong_cli.ops._base import Result, audited, jsonable, notify_after_commit
 from lifelong_cli.store import incidents
 
 if TYPE_CHECKING:
@@ -90,6 +90,8 @@ def close(ctx: AppContext, *, incident_id: int, summary: str | None = None) -> I
     if not changed:
         return IncidentResult(model, jsonable(row), False,
                               message=f"{whose(row)}: incident {incident_id} was already closed; nothing changed")
+    notify_after_commit(ctx, "incident close", model=row["model"], args={"incident": incident_id}, reason=summary,
+                        outcome="ok", detail={"incident": incident_id})
     return IncidentResult(model, jsonable(row), True, message=f"{whose(row)}: incident {incident_id} closed",
                           next=f"`llctl incident report {incident_id}` drafts the postmortem")
 
@@ -137,7 +139,9 @@ def report(ctx: AppContext, *, incident_id: int, fmt: str = "md", out_dir: str |
     out = Path(out_dir) if out_dir else ctx.config.state_dir / "reports"
     out.mkdir(parents=True, exist_ok=True)
     rep.plots = rp.plot(rep, out)
-    text = rp.render_md(rep) if fmt == "md" else rp.render_html(rep)
+    from lifelong_cli.secrets import mask
+
+    text = mask(rp.render_md(rep) if fmt == "md" else rp.render_html(rep))  # titles and notes are free text
     path = out / f"incident-{incident_id}.{fmt}"
     atomic_write_bytes(path, text.encode())
     g = rep.golden

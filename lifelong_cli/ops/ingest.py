@@ -21,7 +21,7 @@ DRIFT_SAMPLE_ROWS = 100_000
 class IngestResult(Result):
     model: str
     batch: int | None
-    status: str  # accepted | rejected | duplicate
+    status: str  # accepted | held | rejected | duplicate
     kind: str
     source: str
     input: str
@@ -42,6 +42,8 @@ class IngestResult(Result):
     ignored_columns: list[str] = field(default_factory=list)
     top_reasons: dict[str, int] = field(default_factory=dict)
     drift: dict[str, Any] | None = None
+    label_audit: dict[str, Any] | None = None  # a batch carrying labels: the audit's tests and figures
+    hold: dict[str, Any] | None = None  # status held: why (cause, reason, figures)
     dry_run: bool = False
     message: str = ""
     next: str = ""
@@ -134,6 +136,7 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
             done_bytes = 0
             checked_columns = False
             batch_hashes: list = []
+            label_parts: list[pa.Table] = []  # a labels or feedback batch's (key, label): its audit
             wanted = schema.columns(kind)
 
             def on_bytes(n: int) -> None:
@@ -143,7 +146,7 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
                     progress(min(done_bytes, src.size), src.size)
 
             for chunk, malformed in iter_chunks(src, wanted=wanted, chunk_rows=settings.data.chunk_rows,
-                                                on_bytes=on_bytes):
+                                                on_bytes=on_bytes, max_field_bytes=schema.max_field_bytes):
                 if not checked_columns and (chunk.num_rows or src.columns):
                     missing = missing_required(src.columns, schema, kind)
                     if missing:
@@ -178,6 +181,8 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
                             est_rows = max(good.num_rows, int(src.size / max(1, chunk.nbytes) * chunk.num_rows))
                             sample_rate = min(1.0, DRIFT_SAMPLE_ROWS / est_rows)
                         sample_parts.append(_sample(good, sample_rate, counts["accepted"]))
+                    else:
+                        label_parts.append(good.select([schema.key, schema.label]))
                     counts["accepted"] += good.num_rows
                     if gw:
                         gw.write(good)
@@ -199,9 +204,11 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
             status = "rejected" if bad_fraction > max_bad else "accepted"
             ignored = sorted(set(src.columns) - set(wanted)) if src.columns else []
 
-            drift_doc = None
-            if status == "accepted" and kind == "examples" and settings.drift.on_ingest and sample_parts:
-                drift_doc = _drift(ctx, data, schema, refs, rules, pa.concat_tables(sample_parts))
+            drift_doc, audit_doc, hold = None, None, None
+            if status == "accepted":
+                drift_doc, audit_doc, hold = _checks(ctx, data, schema, refs, rules, kind=kind, source=source,
+                                                     sample=pa.concat_tables(sample_parts) if sample_parts else None,
+                                                     labels=label_parts, redelivery=redelivery_of is not None)
 
             if dry_run:
                 return IngestResult(model=model, batch=None, status=status, kind=kind, source=source, input=src.label,
@@ -209,16 +216,16 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
                                     rows_quarantined=counts["quarantined"], rows_duplicate=counts["duplicate"],
                                     bad_fraction=bad_fraction,
                                     max_bad_fraction=max_bad, event_time_min=tmin, event_time_max=tmax,
-                                    ignored_columns=ignored, top_reasons=_top(reasons), drift=drift_doc, dry_run=True,
-                                    message=f"dry run: would {'accept' if status == 'accepted' else 'REJECT'} this batch "
-                                            f"for model '{model}'",
+                                    ignored_columns=ignored, top_reasons=_top(reasons), drift=drift_doc,
+                                    label_audit=audit_doc, hold=hold, dry_run=True,
+                                    message=f"dry run: would {_verb(status, hold)} this batch for model '{model}'"
+                                            + (f" ({hold['reason']})" if hold else ""),
                                     next="run again without --dry-run to ingest")
             seg_path = gw.commit() if status == "accepted" and counts["accepted"] else None
-            hold = None
-            if seg_path and kind != "examples" and redelivery_of is None:
-                hold = _label_conflict(ctx, data, schema, refs, rules, seg_path)
-                if hold is not None:
-                    status = "held"
+            if seg_path and kind != "examples" and redelivery_of is None:  # the more specific cause wins
+                hold = _label_conflict(ctx, data, schema, refs, rules, seg_path) or hold
+            if hold is not None and seg_path:
+                status = "held"
             if seg_path is None:
                 gw.abort()
             q_path = qw.commit() if counts["quarantined"] else None
@@ -251,6 +258,7 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
                                 "bytes": src.size, "rows_valid": counts.get("valid", counts["accepted"]),
                                 **({"redelivery_of": redelivery_of, "content_sha256": src.sha256}
                                    if redelivery_of is not None else {}),
+                                **({"label_audit": audit_doc} if audit_doc is not None else {}),
                                 **({"hold": hold} if hold is not None else {})})
                     if batch_id is None:  # a concurrent ingest of the same content committed first
                         twin = batches.accepted_twin(t, model, kind, content_hash)
@@ -291,9 +299,13 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
                                labels_waiting=waiting)
 
     if status == "held":
-        message = (f"model '{model}': batch {batch_id} HELD (stored, not trainable): {hold['reason']}")
-        nxt = (f"`llctl labels show {hold['examples'][0]['key']}` shows one; `llctl data release {batch_id} --reason ...` "
-               f"if the new labels are right (they then win), `llctl data reject {batch_id} --reason ...` if not")
+        message = (f"model '{model}': batch {batch_id} HELD (stored, not trainable): {hold['cause']}: {hold['reason']}")
+        look = (f"`llctl labels show {hold['examples'][0]['key']}` shows one" if hold.get("examples")
+                else f"`llctl drift --batch {batch_id}` shows the drift" if hold["cause"] == "drift"
+                else "`llctl data holds` shows the figures")
+        nxt = (f"{look}; `llctl data release {batch_id} --reason ...` if the batch is right"
+               + (" (its labels then win)" if kind != "examples" else "")
+               + f", `llctl data reject {batch_id} --reason ...` if not")
     elif status == "rejected":
         message = (f"model '{model}': batch {batch_id} REJECTED: {bad_fraction:.1%} of {counts['read']} rows are bad "
                    f"(limit {max_bad:.0%}); nothing of it is trainable")
@@ -317,7 +329,8 @@ def ingest(ctx: AppContext, *, path: str, source: str = "default", kind: str = "
                         rows_trainable=trainable, rows_holdout=held_out, labels_waiting=waiting,
                         redelivery_of=redelivery_of, labels_changed=relabels, bad_fraction=bad_fraction,
                         max_bad_fraction=max_bad, event_time_min=tmin, event_time_max=tmax, ignored_columns=ignored,
-                        top_reasons=_top(reasons), drift=drift_doc, message=message, next=nxt)
+                        top_reasons=_top(reasons), drift=drift_doc, label_audit=audit_doc, hold=hold,
+                        message=message, next=nxt)
 
 
 def _top(reasons: dict[str, int], n: int = 5) -> dict[str, int]:
@@ -509,14 +522,50 @@ def _stored_twins(data, schema, refs, batch_hashes, writer):
     return keys, hashes(keys)
 
 
-def _drift(ctx, data, schema, refs, rules, current) -> dict[str, Any] | None:
-    """The batch's sample against the model's newest rows (its purge rules applied)."""
-    from lifelong_cli.data import reader as rd
+def _rolling_through(ctx) -> bool:
+    """Whether the drift SLO is relaxed now (``data release --roll-through``, the roll-through
+    playbook): a real shift is being learned, so drift is flagged but holds no batch."""
+    from lifelong_cli.store import slo
 
-    ref = rd.read_recent(data, schema, refs, rules, ctx.config.settings.drift.reference_rows)
-    if ref.num_rows == 0:
-        return None
-    return drift_report(ctx, schema, ref, current)
+    with ctx.store.tx(write=False) as t:
+        return "drift" in slo.relaxed(t, ctx.model, now=ctx.now())
+
+
+def _verb(status: str, hold: dict[str, Any] | None) -> str:
+    return "HOLD" if hold else "accept" if status == "accepted" else "REJECT"
+
+
+def _checks(ctx, data, schema, refs, rules, *, kind: str, source: str, sample, labels: list,
+            redelivery: bool) -> tuple[dict[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None]:
+    """What ingest checks of an accepted batch before it is stored (ops/batch_audit.py): an examples
+    batch's drift against the model's newest rows (purge rules applied), whether its rows replay
+    stored ones, and the audit of its labels. (drift document, label audit, the hold they earn)."""
+    import pyarrow as pa
+    import pyarrow.compute  # noqa: F401 - pa.compute
+
+    from lifelong_cli.data import reader as rd
+    from lifelong_cli.ops import batch_audit
+
+    settings = ctx.config.settings
+    drift_doc = hold = None
+    if kind == "examples" and sample is not None:
+        ref = rd.read_recent(data, schema, refs, rules, settings.drift.reference_rows)
+        if ref.num_rows:
+            if settings.drift.on_ingest:
+                drift_doc = drift_report(ctx, schema, ref, sample)
+            hold = batch_audit.drift_hold(drift_doc, ref, sample, schema, settings)
+            if hold is not None and _rolling_through(ctx):
+                drift_doc["rolled_through"], hold = hold["reason"], None
+            hold = hold or batch_audit.replay_hold(ref, sample, schema, settings)
+        labelled = sample.filter(pa.compute.is_valid(sample[schema.label]))
+    else:
+        labelled = pa.concat_tables(labels) if labels else None
+    audit_doc = None
+    if labelled is not None and not redelivery and labelled.num_rows:
+        audit_doc = batch_audit.label_audit(ctx, data, schema, refs, rules, source=source, labelled=labelled,
+                                            batch_kind=kind)
+        hold = hold or audit_doc.get("hold")
+    return drift_doc, audit_doc, hold
 
 
 def drift_report(ctx, schema, ref, current) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from lifelong_cli.config import CONFIG_NAME, load_config
 from lifelong_cli.errors import ConfigError, UsageError
 from lifelong_cli.fsutil import atomic_write_text
 from lifelong_cli.ops._base import Result
+from lifelong_cli.secrets import mask_url, url_password
 
 if TYPE_CHECKING:
     from lifelong_cli.context import AppContext
@@ -43,9 +45,13 @@ def init(ctx: AppContext, *, directory: str | None = None, force: bool = False,
     ws = ws if ws.is_absolute() else ctx.cwd / ws
     if ws.exists() and not ws.is_dir():
         raise UsageError(f"{ws} exists and is not a directory", hint="pass a directory to `llctl init`")
-    if store_url and re.search(r"://[^:/@]+:[^@]+@", store_url):
-        raise ConfigError("--store-url must not contain a password (it would be written to llctl.yaml)",
-                          hint="put the password in PGPASSWORD (or ~/.pgpass) and pass the URL without it")
+    if store_url and (url_password(store_url) is not None or mask_url(store_url) != store_url):
+        raise ConfigError("--store-url must not contain a password (it would be written to llctl.yaml); "
+                          "nothing was written",
+                          hint="put the password in PGPASSWORD (or ~/.pgpass), or the whole URL in LLCTL_STORE__URL, "
+                               "and pass the URL without it")
+    if store_url and any(c in store_url for c in "\r\n\0"):
+        raise UsageError("--store-url contains a line break or NUL", hint="pass the URL on one line")
     cfg_path = ws / CONFIG_NAME
     if dry_run:
         plan = []
@@ -60,7 +66,8 @@ def init(ctx: AppContext, *, directory: str | None = None, force: bool = False,
     if not cfg_path.exists() or force:
         text = EXAMPLE.read_text(encoding="utf-8")
         if store_url:
-            text = re.sub(r"(?m)^(\s*url:\s*).*$", lambda m: m.group(1) + store_url, text, count=1)
+            # as a double-quoted YAML scalar (JSON's escapes): a '#' or ': ' in the URL stays part of it
+            text = re.sub(r"(?m)^(\s*url:\s*).*$", lambda m: m.group(1) + json.dumps(store_url), text, count=1)
         named = ctx.overrides.get("model.name") or ctx.env.get("LLCTL_MODEL")
         if named:
             text = re.sub(r"(?m)^(\s*name:\s*).*$", lambda m: m.group(1) + str(named), text, count=1)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from lifelong_cli.errors import NotFoundError, UsageError
-from lifelong_cli.ops._base import Result, audited
+from lifelong_cli.ops._base import Result, audited, notify_after_commit
 from lifelong_cli.store import control
 
 if TYPE_CHECKING:
@@ -72,6 +72,10 @@ def stop_training_all_models(ctx: AppContext, *, reason: str, dry_run: bool = Fa
             results.append(_result(model, state, changed=changed, dry_run=False, now=now))
     if not results:
         raise NotFoundError("the state store holds no model yet", hint="`llctl init` adds one")
+    for r in results:
+        if r.changed:
+            notify_after_commit(ctx, "stop-training", model=r.model, args={"reason": reason, "all_models": True},
+                                reason=reason, outcome="ok", detail={})
     changed = [r.model for r in results if r.changed]
     if dry_run:
         message = f"dry run: would stop training of {len(results)} model(s): {', '.join(r.model for r in results)}"

@@ -38,6 +38,7 @@ class TrainResult(Result):
     message: str = ""
     next: str = ""
     due: dict[str, Any] | None = None  # with --if-due: the cadence figures and the verdict
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # what was not trained on, and why
 
 
 def _halted(state, model: str) -> TrainingHaltedError:
@@ -77,10 +78,11 @@ def train(ctx: AppContext, *, strategy: str | None = None, epochs: int | None = 
     if if_due:
         due = _due(ctx, model, head)
         if not due["due"]:
-            return TrainResult(model=model, status="not-due", version=None, parent=head, strategy=strategy,
-                               seq_from=None, seq_to=None, rows_new=due["new_rows"], rows_replay=0, purge_rules=[],
-                               message=f"model '{model}': {due['reason']}", due=due,
-                               next="nothing to do; run again later (e.g. from cron every few minutes)")
+            return _with_skipped(ctx, TrainResult(
+                model=model, status="not-due", version=None, parent=head, strategy=strategy, seq_from=None,
+                seq_to=None, rows_new=due["new_rows"], rows_replay=0, purge_rules=[],
+                message=f"model '{model}': {due['reason']}", due=due,
+                next="nothing to do; run again later (e.g. from cron every few minutes)"))
 
     run = _Run(ctx, model=model, strategy=strategy, epochs=epochs or ts.epochs, head=head,
                ttl=timedelta(seconds=ts.lease_ttl_seconds), t_start=t_start)
@@ -95,11 +97,37 @@ def train(ctx: AppContext, *, strategy: str | None = None, epochs: int | None = 
         res = _train(run, max_rows=max_rows or ts.max_rows, dry_run=dry_run, inject_nan_at_step=inject_nan_at_step)
         if due is not None:
             res = replace(res, due=due, message=f"{due['reason']}; {res.message}")
-        return res
+        return _with_skipped(ctx, res)
     finally:
         if run.lease is not None:
             with ctx.store.tx() as t:
                 control.release_lease(t, model, run.lease)
+
+
+def _with_skipped(ctx: AppContext, res: TrainResult) -> TrainResult:
+    """``res`` saying what training did not read, and why: batches on hold (with their cause) and
+    the purge rules in force."""
+    from lifelong_cli.store import batches
+
+    with ctx.store.tx(write=False) as t:
+        held = batches.held(t, res.model)
+    skipped = [{"batch": b["id"], "kind": b["kind"], "source": b["source"], "rows": b["rows_accepted"],
+                "why": "on hold: " + str(((b["detail"] or {}).get("hold") or {}).get("cause", "held"))} for b in held]
+    if res.purge_rules:
+        skipped.append({"purge_rules": list(res.purge_rules), "why": "purged: their rows and labels are not read"})
+    if not skipped:
+        return res
+    notes = []
+    if held:
+        causes: dict[str, list[int]] = {}
+        for b in held:
+            causes.setdefault(str(((b["detail"] or {}).get("hold") or {}).get("cause", "held")), []).append(b["id"])
+        notes.append(f"{len(held)} batch(es) on hold ("
+                     + "; ".join(f"{c}: {', '.join(map(str, ids))}" for c, ids in causes.items())
+                     + ") — `llctl data holds`")
+    if res.purge_rules:
+        notes.append(f"{len(res.purge_rules)} purge rule(s) in force")
+    return replace(res, skipped=skipped, message=f"{res.message}; not read: {', '.join(notes)}")
 
 
 def _ago(seconds: float) -> str:

@@ -76,10 +76,9 @@ def validate(ctx: AppContext, *, version: int | None = None, dry_run: bool = Fal
     if base_row is not None and base_row["watermark"] is not None and cand_row["watermark"] is not None:
         golden_to = min(base_row["watermark"], cand_row["watermark"])
     golden = _golden(ctx, schema, seq_to=golden_to)
+    gates.append(_snapshot_gate(golden, schema, golden_to, vs.golden_min_age))
     if golden.num_rows == 0:
         weights_ok = g.finite_weights(cand)
-        gates.append(g.Gate("golden set", False, "0 rows", "> 0 rows",
-                            "no golden rows: `llctl golden import FILE`, or keep data.holdout_fraction > 0"))
         gates.append(g.Gate("sanity", weights_ok, "weights finite" if weights_ok else "non-finite weights", "finite"))
         return finish(0)
 
@@ -94,6 +93,7 @@ def validate(ctx: AppContext, *, version: int | None = None, dry_run: bool = Fal
                             "" if same else f"v{version} {g.signature(cand)} vs v{base_id} {g.signature(base)}"))
     m = g.metrics(cand, cs, golden, schema.label)
     gates.extend(g.metric_floors(m, vs.min_metrics))
+    gates.append(g.slice_floor(cand, cs, golden, schema.label, rd.SLICE, vs))
     if base is not None:
         gates.extend(g.against_baseline(cand, cs, m, base, base_id, golden, schema.label, rd.SLICE, vs))
     else:
@@ -132,17 +132,52 @@ def _new_data_holdout(ctx: AppContext, schema, cand, after: int, upto: int, gold
                   {"rows": rows.num_rows, "accuracy": m["accuracy"], "golden_accuracy": golden_metrics["accuracy"]})
 
 
+def _snapshot_gate(golden, schema, seq_to: int | None, min_age: str):
+    """The golden snapshot this validation measured on, named: rows up to batch sequence ``seq_to``
+    (the baseline's watermark: candidate and baseline on the same rows), at least ``min_age`` old,
+    and a hash of its keys and labels — two validations with the same name used the same rows."""
+    import hashlib
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from lifelong_cli.release import gates as g
+
+    h = hashlib.sha256()
+    if golden.num_rows:
+        t = pa.table({"k": golden[schema.key], "y": pc.cast(golden[schema.label], pa.string())}).sort_by("k")
+        for col in ("k", "y"):
+            h.update("\x1f".join(str(v) for v in t[col].to_pylist()).encode())
+    name = f"golden@{seq_to if seq_to is not None else 'all'}:{h.hexdigest()[:12]}"
+    if not golden.num_rows:
+        return g.Gate("golden set", False, "0 rows", "> 0 rows",
+                      f"no golden rows (hold-out up to batch sequence {seq_to}, batches at least {min_age} old): "
+                      "`llctl golden import FILE`, or keep data.holdout_fraction > 0", {"snapshot": name, "rows": 0})
+    return g.Gate("golden set", None, f"{golden.num_rows} rows, snapshot {name}",
+                  "> 0 rows", f"hold-out up to batch sequence {seq_to} (the baseline's), batches at least {min_age} old, "
+                  "plus imported sets; the new data's hold-out is measured apart",
+                  {"snapshot": name, "rows": golden.num_rows, "seq_to": seq_to})
+
+
 def _golden(ctx: AppContext, schema, *, seq_to: int | None, imported: bool = True):
     """The model's golden rows as of ``seq_to`` (imported golden sets and the hold-out), purged rows
-    left out; the hold-out from the snapshot the version's train kept (not a scan of the history)."""
+    left out; the hold-out from the snapshot the version's train kept (not a scan of the history).
+    Hold-out rows of batches younger than ``validation.golden_min_age`` are not in it yet."""
+    from datetime import timedelta
+
+    from lifelong_cli.config import duration_seconds
     from lifelong_cli.data import reader as rd
     from lifelong_cli.data.segments import DataStore
     from lifelong_cli.data.snapshots import Snapshots
     from lifelong_cli.store import batches, purge_rules
 
+    age = duration_seconds(ctx.config.settings.validation.golden_min_age)
     with ctx.store.tx(write=False) as t:
         refs = batches.for_reading(t, ctx.model)
         rules = purge_rules.active(t, ctx.model)
+        if age > 0:
+            old = {r.id for r in batches.for_reading(t, ctx.model, created_before=ctx.now() - timedelta(seconds=age))}
+            refs = [r for r in refs if r.id in old or r.kind == "golden"]
     data = DataStore(ctx.data_root)
     held = Snapshots(data, schema).holdout(refs, seq_to) if seq_to is not None else None
     if not imported:

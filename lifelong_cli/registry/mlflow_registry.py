@@ -56,7 +56,6 @@ ARTIFACT_DIR = "llctl"
 VERSION_TAG = "llctl_version"
 PROBE_TIMEOUT_S = 5.0
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]*(@)")
 _UNREACHABLE = re.compile(r"max retries exceeded|connection refused|failed to establish|name or service not known|"
                           r"timed out|connection reset|connection aborted|remotedisconnected|nodename nor servname",
                           re.I)
@@ -73,8 +72,10 @@ _MLFLOW_ENV_DEFAULTS = {
 
 
 def mask(text: str) -> str:
-    """Hide the password of any ``scheme://user:password@host`` in ``text``."""
-    return _URL_PASSWORD.sub(r"\1***\2", text)
+    """Hide the password of any ``scheme://user:password@host`` in ``text`` (``lifelong_cli.secrets``)."""
+    from lifelong_cli.secrets import mask as mask_secrets
+
+    return mask_secrets(text)
 
 
 @cache

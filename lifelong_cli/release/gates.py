@@ -226,6 +226,23 @@ def against_baseline(cand: Loaded, cs: np.ndarray, m: dict[str, float], base: Lo
     return gates
 
 
+def slice_floor(cand: Loaded, cs: np.ndarray, golden, label: str, slice_col: str, vs) -> Gate:
+    """Every slice of at least ``min_slice_rows`` rows at or above ``slice_floor`` accuracy: an
+    absolute floor, next to the relative retention gate (a slice the baseline also fails is not
+    "retained", it is broken)."""
+    if cand.pre.task != "classification" or vs.slice_floor is None:
+        return Gate("slice floor", None, "not judged", "", "regression, or validation.slice_floor is null")
+    sl = {n: (a, r) for n, (a, r) in per_slice_accuracy(cand, cs, golden, label, slice_col).items()
+          if r >= vs.min_slice_rows}
+    if not sl:
+        return Gate("slice floor", None, "no slice large enough", f"≥ {vs.slice_floor:g} per slice")
+    name, (acc, rows) = min(sl.items(), key=lambda kv: kv[1][0])
+    ok = acc >= vs.slice_floor
+    return Gate("slice floor", ok, f"worst slice {name}: accuracy {acc:.4f} on {rows} rows", f"≥ {vs.slice_floor:g}",
+                "" if ok else "a slice scores below the floor: its labels or its data may be broken (`llctl drift`, "
+                "`llctl labels show KEY`)", {"slices": len(sl)})
+
+
 def latency(cand: Loaded, golden, max_ms: float) -> Gate:
     p99 = latency_p99_ms(cand, golden)
     for _ in range(2):  # a busy machine can stall one measurement: the best of three is the model's own figure

@@ -31,10 +31,12 @@ def append(t: Tx, *, model: str | None, ts: datetime, actor: str, verb: str, arg
            incident_id: Any = _OPEN) -> int:
     """Append one entry for ``model`` (None: store-wide), linked to ``incident_id`` — by default the
     model's newest open incident, if any."""
+    from lifelong_cli.secrets import mask, mask_obj
+
     linked = open_incident_id(t, model) if incident_id is _OPEN else incident_id
-    return t.insert("audit_log", {"ts": ts, "actor": actor, "verb": verb, "args": scrub(args), "reason": reason,
-                                  "outcome": outcome, "detail": dict(detail or {}), "model": model,
-                                  "incident_id": linked})
+    return t.insert("audit_log", {"ts": ts, "actor": actor, "verb": verb, "args": mask_obj(scrub(args)),
+                                  "reason": mask(reason) if reason else reason, "outcome": outcome,
+                                  "detail": mask_obj(dict(detail or {})), "model": model, "incident_id": linked})
 
 
 def query(t: Tx, *, model: str | None = None, verb: str | None = None, actor: str | None = None,

@@ -135,8 +135,9 @@ def newest_drift(t: Tx, model: str) -> dict[str, Any] | None:
 
 
 def recent_examples(t: Tx, model: str, n: int) -> list[dict[str, Any]]:
-    """The model's newest ``n`` accepted examples batches (id, drifted), newest first."""
-    return t.rows("SELECT id, drifted FROM batches WHERE model = :m AND status = 'accepted' AND kind = 'examples' "
+    """The model's newest ``n`` accepted or held examples batches (id, drifted), newest first."""
+    return t.rows("SELECT id, drifted FROM batches WHERE model = :m AND status IN ('accepted', 'held') "
+                  "AND kind = 'examples' "
                   f"ORDER BY id DESC LIMIT {int(n)}", {"m": model}, types={"drifted": "bool"})
 
 

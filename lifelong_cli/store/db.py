@@ -26,12 +26,11 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 _SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
                    "PRAGMA foreign_keys=ON", "PRAGMA synchronous=NORMAL")
 
-_PASSWORD_IN_URL = re.compile(r"(?P<pre>://[^:/@]+:)[^@]*(?P<post>@)")
-
-
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***``."""
-    return _PASSWORD_IN_URL.sub(r"\g<pre>***\g<post>", url)
+    """The URL (or a driver's message) with any password replaced by ``***`` (``lifelong_cli.secrets``)."""
+    from lifelong_cli.secrets import mask
+
+    return mask(url)
 
 
 def _describe(exc: BaseException) -> str:
@@ -47,6 +46,11 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.dialect = url.split(":", 1)[0].split("+", 1)[0]
+        from lifelong_cli.secrets import unencoded_at
+
+        if unencoded_at(url):  # the driver would take part of the password for the host, and print it
+            raise ConfigError("store.url: the user or password holds an unencoded '@' (write it as %40)",
+                              hint="percent-encode the password in the URL, or put it in PGPASSWORD")
         if self.dialect not in ("sqlite", "postgresql"):
             raise ConfigError(f"store.url: unsupported database '{self.dialect}'",
                               hint="use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")

@@ -16,7 +16,8 @@ from lifelong_cli.incident.playbook import SHIPPED
 from lifelong_cli.ops.init import init
 from tests.helpers import run_bin, run_cli
 
-SHIPPED_NAMES = ["bad-data", "bad-launch", "drift-surge", "model-explosion", "roll-through", "stale-model"]
+SHIPPED_NAMES = ["bad-data", "bad-labels", "bad-launch", "drift-surge", "model-explosion", "roll-through",
+                 "stale-model"]
 
 # A valid playbook; each broken case below changes one thing in it. Line numbers are 1-based.
 GOOD = textwrap.dedent("""\
@@ -115,7 +116,7 @@ BROKEN = [
 def test_every_shipped_playbook_lints_clean(ws, env):
     r = run_cli(["playbook", "lint"], cwd=ws, env=env)
     assert r.code == 0, r.stdout + r.stderr
-    assert "6 playbook(s) checked, 0 problem(s)" in r.stdout
+    assert f"{len(SHIPPED_NAMES)} playbook(s) checked, 0 problem(s)" in r.stdout
     files = [str(SHIPPED / f"{n}.yaml") for n in SHIPPED_NAMES]
     r = run_cli(["playbook", "lint", *files, "--json"], cwd=ws, env=env)
     assert r.code == 0 and r.json()["ok"] is True and sorted(r.json()["checked"]) == sorted(files)
@@ -165,7 +166,7 @@ def test_a_broken_playbook_in_the_configured_directory_fails_lint_and_shows_in_l
     bad = _write(d, "unknown-verb", BROKEN[0][1])
     s = ["--set", f"incident.playbooks_dir={d}"]
     r = run_cli([*s, "playbook", "lint"], cwd=ws, env=env)
-    assert r.code == 6 and f"{bad}:14:" in r.stderr and "8 playbook(s) checked, 1 problem(s)" in r.stdout
+    assert r.code == 6 and f"{bad}:14:" in r.stderr and f"{len(SHIPPED_NAMES) + 2} playbook(s) checked, 1 problem(s)" in r.stdout
     r = run_cli([*s, "playbook", "list", "--json"], cwd=ws, env=env)
     assert r.code == 0
     by_name = {p["name"]: p for p in r.json()["playbooks"]}
@@ -178,7 +179,7 @@ def test_a_broken_playbook_in_the_configured_directory_fails_lint_and_shows_in_l
     assert _incidents(ws, env) == before
 
 
-def test_playbook_list_json_names_the_six_shipped_playbooks(ws, env):
+def test_playbook_list_json_names_the_shipped_playbooks(ws, env):
     r = run_cli(["playbook", "list", "--json"], cwd=ws, env=env)
     assert r.code == 0
     pbs = r.json()["playbooks"]
@@ -187,7 +188,7 @@ def test_playbook_list_json_names_the_six_shipped_playbooks(ws, env):
         assert p["ok"] is True and p["description"].strip() and p["when"].strip()
         assert Path(p["path"]) == SHIPPED / f"{p['name']}.yaml"
     r = run_cli(["playbook", "list"], cwd=ws, env=env)
-    assert r.code == 0 and len(r.stdout.strip().splitlines()) == 6
+    assert r.code == 0 and len(r.stdout.strip().splitlines()) == len(SHIPPED_NAMES)
 
 
 def test_playbook_show_bad_data(ws, env):

@@ -1,4 +1,5 @@
-"""`llctl demo` end to end with the real binary: the whole story ends recovered, with a report."""
+"""`llctl demo` end to end with the real binary: the inverted labels are held at ingest, the bad-labels
+playbook rejects them, the story ends recovered, with a report."""
 
 from __future__ import annotations
 
@@ -21,11 +22,13 @@ def test_demo_recovers_and_writes_a_postmortem(tmp_path: Path, sqlite_cli_env: d
     doc = r.json()
     assert took < 180, f"the demo took {took:.0f} s (budget: 3 minutes on 2 cores)"
     assert doc["requests"] > 500 and doc["requests_failed"] == 0
-    assert doc["rows_purged"] == 3000  # the two inverted batches
+    assert len(doc["batches_held"]) == 2 and doc["rows_purged"] == 0  # the two inverted labels batches, held
     assert doc["time_to_detect_s"] is not None and doc["time_to_detect_s"] < 60
+    assert doc["time_to_mitigate_s"] is not None
     assert doc["golden_after"] >= doc["golden_before"] - 0.02
+    assert doc["golden_worst_served"] >= doc["golden_before"] - 0.02  # no version trained on them was served
     v = doc["versions"]
-    assert v["stable"] > v["rejected"] > v["first"]  # recovered with a version newer than the rejected one
+    assert v["rejected"] is None and v["stable"] > v["first"]  # recovered with a version trained on clean data
     report = Path(doc["report"])
     text = report.read_text()
     for heading in ("## Key times", "## Golden-set metric", "## Data and versions affected", "## Timeline",

@@ -260,7 +260,8 @@ def _check(cli, *flags: str, expect: int) -> dict[str, Any]:
 # -- bad-data ---------------------------------------------------------------------------------------
 
 def test_bad_data_purges_rolls_back_and_releases_a_clean_version(prepared, ws, cli, serve):
-    cli("ingest", str(prepared.flipped), "--source", "labeller")   # batch 3: labels inverted upstream
+    # batch 3: labels inverted upstream, and the label audit told to let them through (as if it missed them)
+    cli("--set", "data.label_audit.on_fail=accept", "ingest", str(prepared.flipped), "--source", "labeller")
     assert cli("train", "--json").json()["version"] == 3             # v3 trained on it
     cli("validate", "3", expect=None)                               # (the gates may or may not notice)
     cli("ingest", str(prepared.clean4), "--source", "crm")          # batch 4: the upstream is fixed
@@ -365,15 +366,15 @@ def test_bad_launch_rolls_back_a_version_already_promoted(prepared, ws, cli):
 
 def test_roll_through_relaxes_drift_and_releases_a_version_trained_on_the_new_world(prepared, ws, cli, serve):
     drift_counts = ["--set", "slo.max_drifted_batches=1"]
-    r = cli("ingest", str(prepared.shifted), "--source", "crm", "--json").json()
-    assert r["drift"]["drifted"] is True and "x1" in r["drift"]["drifted_features"]
+    r = cli("ingest", str(prepared.shifted), "--source", "crm", "--json", expect=3).json()  # held for its drift
+    assert r["status"] == "held" and r["drift"]["drifted"] is True and "x1" in r["drift"]["drifted_features"]
     assert _check(cli, *drift_counts, expect=3)["drift"]["violated"] is True
     srv = serve(ws)
     with traffic(srv, prepared):
-        doc = _run(cli, "roll-through", "--param", "reason=holiday sale", "--param", "hours=12", *WATCH,
-                   flags=FAST_CANARY)
+        doc = _run(cli, "roll-through", "--param", "batch=3", "--param", "reason=holiday sale", "--param", "hours=12",
+                   *WATCH, flags=FAST_CANARY)
     assert doc["ok"] is True, doc["message"]
-    assert _statuses(doc) == {"relax-drift": "ok", "resume": "skipped", "train": "ok",
+    assert _statuses(doc) == {"release": "ok", "relax-drift": "skipped", "resume": "skipped", "train": "ok",
                               "validate": "ok", "push": "ok", "canary": "ok", "watch": "ok"}
     st = _status(cli)
     assert st["serving"]["stable_version"] == 3 and st["training"]["head_version"] == 3
@@ -390,13 +391,13 @@ def test_roll_through_relaxes_drift_and_releases_a_version_trained_on_the_new_wo
 
 def test_drift_surge_purge_removes_the_broken_batch(prepared, ws, cli):
     drift_counts = ["--set", "slo.max_drifted_batches=1"]
-    r = cli("ingest", str(prepared.broken), "--source", "crm", "--json").json()
-    assert r["batch"] == 3 and r["drift"]["drifted"] is True
+    r = cli("ingest", str(prepared.broken), "--source", "crm", "--json", expect=3).json()
+    assert r["batch"] == 3 and r["status"] == "held" and r["drift"]["drifted"] is True
     assert _check(cli, *drift_counts, expect=3)["drift"]["violated"] is True
     doc = _run(cli, "drift-surge", "--param", "batch=3", "--param", "decision=purge", "--param", "reason=x1 in cm")
     assert doc["ok"] is True, doc["message"]
-    assert _statuses(doc) == {"report": "ok", "relax-drift": "skipped", "stop": "ok", "purge": "ok", "resume": "ok",
-                              "train": "ok", "validate": "skipped"}
+    assert _statuses(doc) == {"report": "ok", "roll-through": "skipped", "stop": "ok", "reject": "ok", "purge": "ok",
+                              "resume": "ok", "train": "ok", "validate": "skipped"}
     steps = {s["name"]: s for s in doc["steps"]}
     assert steps["report"]["result"]["drifted"] is True
     assert steps["train"]["result"]["status"] == "nothing-new"  # batch 3 was all that was new
@@ -411,11 +412,12 @@ def test_drift_surge_purge_removes_the_broken_batch(prepared, ws, cli):
 
 def test_drift_surge_roll_through_keeps_the_batch_and_trains_on_it(prepared, ws, cli):
     drift_counts = ["--set", "slo.max_drifted_batches=1"]
-    assert cli("ingest", str(prepared.shifted), "--source", "crm", "--json").json()["drift"]["drifted"] is True
+    held = cli("ingest", str(prepared.shifted), "--source", "crm", "--json", expect=3).json()
+    assert held["status"] == "held" and held["drift"]["drifted"] is True
     doc = _run(cli, "drift-surge", "--param", "batch=3", "--param", "decision=roll-through", "--param", "hours=6")
     assert doc["ok"] is True, doc["message"]
-    assert _statuses(doc) == {"report": "ok", "relax-drift": "ok", "stop": "skipped", "purge": "skipped",
-                              "resume": "skipped", "train": "ok", "validate": "ok"}
+    assert _statuses(doc) == {"report": "ok", "roll-through": "ok", "stop": "skipped", "reject": "skipped",
+                              "purge": "skipped", "resume": "skipped", "train": "ok", "validate": "ok"}
     steps = {s["name"]: s for s in doc["steps"]}
     assert steps["train"]["result"]["version"] == 3 and steps["validate"]["result"]["verdict"] == "passed"
     st = _status(cli)

@@ -199,7 +199,9 @@ def _prepare(base: Path) -> Prepared:
     _cli(ws, env, "ingest", str(_write_batch(data / "b2.csv", 2000, day=2, seed=12)), "--source", "crm")
     _cli(ws, env, *fit, "train")
     _cli(ws, env, "validate", "2")
-    _cli(ws, env, "ingest", str(_write_batch(data / "b3.csv", 4000, day=3, seed=13, flip=True)), "--source", "crm")
+    # the label audit would hold this batch at ingest; let it through, to make the model a broken upstream would
+    _cli(ws, env, "--set", "data.label_audit.on_fail=accept", "ingest",
+         str(_write_batch(data / "b3.csv", 4000, day=3, seed=13, flip=True)), "--source", "crm")
     _cli(ws, env, *fit, "--set", "training.strategy=naive", "train")
     _cli(ws, env, "validate", "3", expect=3)
     p = Prepared(ws, _write_batch(data / "traffic.csv", 100_000, day=4, seed=14))
@@ -428,7 +430,7 @@ def test_bad_canary_is_aborted_automatically_before_passing_25_percent(prepared,
         watch = _llctl(ws, env, *FAST_CANARY, "canary", "watch", "--interval", "1", "--timeout", "90", "--json",
                        expect=None, timeout=150)
         returned = time.monotonic() - traffic.t0
-        time.sleep(1.0)
+        _await_answers(traffic, after=returned + 0.25)
     print(watch.stderr)
     assert watch.code == 3, watch.stdout + watch.stderr
     assert watch.json()["state"] == "aborted"
@@ -460,8 +462,20 @@ def _switch_under_load(ws, env, traffic, *args: str) -> tuple[dict[str, Any], fl
     began = time.monotonic() - traffic.t0
     doc = _llctl(ws, env, *args, "--json").json()
     returned = time.monotonic() - traffic.t0
-    time.sleep(1.0)
+    _await_answers(traffic, after=returned + 0.25)
     return doc, began, returned
+
+
+def _await_answers(traffic, *, after: float, n: int = 50, timeout: float = 30.0) -> None:
+    """Until ``n`` answers have come back later than ``after`` (seconds since the traffic began)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with traffic._lock:
+            got = sum(1 for t, *_ in traffic.tally.timeline if t > after)
+        if got >= n:
+            return
+        assert time.monotonic() < deadline, f"{got} answers in {timeout} s after t={after:.2f} s, not {n}"
+        time.sleep(0.05)
 
 
 def _answers_between(traffic, start: float, end: float = float("inf")) -> set[tuple[Any, str, int]]:
@@ -479,7 +493,7 @@ def test_rollback_and_fallback_under_load_fail_no_request(prepared, ws, env, ser
 
     margin = 0.25  # a request already inside the handler when the table was swapped
     with _traffic(srv, rows, key="example_id", rate_per_thread=100.0) as traffic:
-        time.sleep(1.0)
+        _await_answers(traffic, after=0.0)
         assert _answers_between(traffic, 0) == {(prepared.good, "stable", 200)}
 
         doc, began, returned = _switch_under_load(ws, env, traffic, "rollback", "--to", "1", "--reason", "e2e")

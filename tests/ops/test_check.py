@@ -73,7 +73,8 @@ def test_all_policies_hold_on_a_healthy_workspace(cli):
     assert "all SLO policies hold" in r.stdout
     doc = cli("check", "--json", expect=0).json()
     assert doc["ok"] is True and doc["violated"] == []
-    assert [p["policy"] for p in doc["policies"]] == ["staleness", "fallback", "golden", "drift", "canary_hold", "stopped"]
+    assert [p["policy"] for p in doc["policies"]] == ["staleness", "fallback", "golden", "drift", "canary_hold", "stopped",
+                                                  "holds"]
     assert _audit(cli, "check") == []  # a clean check is not an event
 
 

@@ -159,7 +159,8 @@ def test_drift_is_stored_with_the_batch_and_shown_in_status(ctx, tmp_path):
     assert d.drifted and f"--batch {b.batch}" in d.hint
 
 
-def test_purged_rows_leave_the_drift_reference(ctx, tmp_path):
+def test_purged_rows_leave_the_drift_reference(make_ctx, tmp_path):
+    ctx = make_ctx(overrides={"drift.on_drift": "accept"})  # b drifts from a: accepted here, to be the reference
     a = ingest(ctx, path=str(write_csv(tmp_path / "a.csv", make_rows(0, 400, shift=5.0))))
     ingest(ctx, path=str(write_csv(tmp_path / "b.csv", make_rows(400, 400))))
     purge_data(ctx, batch=a.batch, reason="bad upstream")

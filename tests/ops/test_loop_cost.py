@@ -29,13 +29,15 @@ from lifelong_cli.ops.purge_data import purge_data, undo_purge
 from lifelong_cli.store import batches, purge_rules
 from lifelong_cli.store.batches import BatchRef
 
-# These streams relabel on purpose (reads must follow every delivery): taken as delivered, not held.
-FAST = {"training.epochs": "1", "data.on_label_conflict": "accept"}
+# These streams relabel on purpose (reads must follow every delivery) and purge slices that come back
+# (a category purged away reappears): taken as delivered, not held — what is read is under test here.
+ACCEPT = {"data.on_label_conflict": "accept", "drift.on_drift": "accept", "data.label_audit.on_fail": "accept"}
+FAST = {"training.epochs": "1", **ACCEPT}
 
 
 @pytest.fixture
 def ctx(make_ctx):
-    return make_ctx(overrides={"data.on_label_conflict": "accept"})
+    return make_ctx(overrides=ACCEPT)
 
 
 def uuid_keys(n: int, rnd: random.Random) -> list[str]:
@@ -387,7 +389,7 @@ def test_hashes_are_stable_and_spread(tmp_path):
 
 
 def test_the_drift_reference_is_the_newest_rows_of_a_full_read(make_ctx, tmp_path):
-    ctx = make_ctx(overrides={"data.chunk_rows": "1000", "data.on_label_conflict": "accept"})  # several row groups a segment
+    ctx = make_ctx(overrides={"data.chunk_rows": "1000", **ACCEPT})  # several row groups a segment
     story(ctx, tmp_path)
     rnd = random.Random(18)
     (tmp_path / "more").mkdir()

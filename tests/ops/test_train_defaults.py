@@ -22,6 +22,8 @@ from lifelong_cli.ops.train import train
 from lifelong_cli.store import versions as store_versions
 from tests.helpers import run_cli
 
+pytestmark = pytest.mark.training_defaults  # the workspace keeps the shipped adaptive training
+
 NO_DRIFT = {"drift.on_ingest": "false"}  # these batches shift on purpose; drift is not the subject here
 
 
