@@ -57,6 +57,22 @@ def run_bin(args: list[str], *, cwd: Path, env: dict[str, str], timeout: float =
     return CliResult(p.returncode, p.stdout, p.stderr)
 
 
+_PEAK_PROBE = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+               "sys.stdout.write(p.stdout); sys.stderr.write(p.stderr); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(p.returncode)")
+
+
+def run_bin_peak(args: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 300) -> tuple[CliResult, int]:
+    """``run_bin`` and the peak RSS (KB) of that one process: measured by a probe process whose only
+    child it is (this process's own children — servers, other tests' binaries — do not count)."""
+    import os
+
+    p = subprocess.run([sys.executable, "-c", _PEAK_PROBE, llctl_bin(), *args], cwd=cwd,
+                       env={**env, "PATH": os.environ.get("PATH", "")}, capture_output=True, text=True, timeout=timeout)
+    *err, peak = p.stderr.rstrip("\n").split("\n")
+    return CliResult(p.returncode, p.stdout, "\n".join(err) + ("\n" if err else "")), int(peak)
+
+
 def read_all_rows(workspace: Path, env: dict[str, str]):
     """Every accepted example row of the workspace's model, labelled or not, hold-out included, its purge
     rules applied, through the one reader."""

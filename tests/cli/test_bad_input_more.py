@@ -6,9 +6,6 @@ clear error line (never a traceback) and, for a refused command, a store and dat
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +21,7 @@ from tests.cli.test_ingest_bad_input import (
     row,
     write_csv,
 )
-from tests.helpers import CliResult, llctl_bin, run_cli
+from tests.helpers import CliResult, run_bin_peak, run_cli
 
 BIG = str(2**70)
 DIGITS = "9" * 5000
@@ -352,13 +349,8 @@ def test_a_60_mb_jsonl_line_is_quarantined_in_bounded_memory(workspace, cli_env,
         for i in range(10):
             f.write(json.dumps(example(i)) + "\n")
         f.write('{"example_id": "huge", "segment": "' + "b" * (60 << 20) + '"}\n')
-    probe = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-             "sys.stdout.write(p.stdout); sys.stderr.write(p.stderr); "
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(p.returncode)")
-    p = subprocess.run([sys.executable, "-c", probe, llctl_bin(), "ingest", str(path), "--json"], cwd=workspace,
-                       env={**cli_env, "PATH": os.environ.get("PATH", "")}, capture_output=True, text=True, timeout=300)
-    peak_kb = int(p.stderr.strip().splitlines()[-1])
-    assert p.returncode == 0, p.stderr
+    p, peak_kb = run_bin_peak(["ingest", str(path), "--json"], cwd=workspace, env=cli_env)
+    assert p.code == 0, p.stderr
     doc = json.loads(p.stdout)
     assert (doc["rows_read"], doc["rows_quarantined"]) == (11, 1)
     assert next(iter(doc["top_reasons"])).startswith("line longer than 9000000 bytes")

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import random
-import resource
 import time
 from pathlib import Path
 
 import pytest
 
 from lifelong_cli.context import AppContext
-from tests.helpers import CliResult, read_all_rows, run_bin, run_cli
+from tests.helpers import CliResult, read_all_rows, run_bin, run_bin_peak, run_cli
 
 HEADER = "example_id,event_time,label,x1,x2,x3,segment"
 T0 = "2024-01-01T00:00:00Z"
@@ -401,9 +400,8 @@ def test_ten_megabyte_field_is_a_clean_error_in_bounded_time_and_memory(tmp_path
     path = write_csv(tmp_path / "huge.csv", rows)
     before = store.snapshot()
     t = time.monotonic()
-    r = run_bin(["ingest", str(path), "--json"], cwd=workspace, env=cli_env, timeout=60)
+    r, peak_kb = run_bin_peak(["ingest", str(path), "--json"], cwd=workspace, env=cli_env, timeout=60)
     elapsed = time.monotonic() - t
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest child so far (Linux: KB)
     err = assert_clean_error(r, 2, "usage")
     assert "longer than" in err["message"], err
     assert elapsed < 30, f"took {elapsed:.1f} s"

@@ -249,13 +249,13 @@ def test_dry_run_shows_which_steps_the_parameters_skip(ws, env):
     doc = run_cli(["playbook", "run", "drift-surge", "--dry-run", "--param", "batch=2", "--param", "decision=purge",
                    "--json"], cwd=ws, env=env).json()
     skipped = {s["name"]: s["skipped"] for s in doc["steps"]}
-    assert skipped == {"report": False, "relax-drift": True, "stop": False, "purge": False, "resume": False,
-                       "train": False, "validate": False}
+    assert skipped == {"report": False, "roll-through": True, "stop": False, "reject": False, "purge": False,
+                       "resume": False, "train": False, "validate": False}
     doc = run_cli(["playbook", "run", "drift-surge", "--dry-run", "--param", "batch=2", "--param",
                    "decision=roll-through", "--from-step", "2", "--json"], cwd=ws, env=env).json()
     skipped = {s["name"]: s["skipped"] for s in doc["steps"]}
-    assert skipped == {"report": True, "relax-drift": False, "stop": True, "purge": True, "resume": True,
-                       "train": False, "validate": False}
+    assert skipped == {"report": True, "roll-through": False, "stop": True, "reject": True, "purge": True,
+                       "resume": True, "train": False, "validate": False}
 
 
 @pytest.mark.parametrize(("args", "words"), [

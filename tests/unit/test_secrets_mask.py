@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -142,12 +141,15 @@ def test_secrets_in_reasons_titles_and_settings_stay_out_of_output_audit_rows_an
         assert r.code == 0, r.stderr
         text = Path(r.json()["path"]).read_text()
         assert "***" in text and not leaks(text), text[:2000]
-    db = sqlite3.connect(workspace / ".llctl" / "state.db")  # what is stored, not only what is shown
+    from lifelong_cli.context import AppContext
+
+    ctx = AppContext(cwd=workspace, env=cli_env, actor="test")  # what is stored (SQLite or PostgreSQL), not only shown
     try:
-        rows = db.execute("SELECT args, reason, detail FROM audit_log").fetchall()
+        with ctx.store.tx(write=False) as t:
+            rows = [(r["args"], r["reason"], r["detail"]) for r in t.rows("SELECT args, reason, detail FROM audit_log")]
     finally:
-        db.close()
-    assert rows and not leaks(json.dumps(rows))
+        ctx.close()
+    assert rows and not leaks(json.dumps(rows, default=str))
     assert any("***" in (r[1] or "") for r in rows)
 
 
@@ -162,6 +164,7 @@ def test_init_refuses_to_write_a_password_into_llctl_yaml(tmp_path, cli_env, nam
 
 
 def test_init_writes_a_url_without_a_password_as_given(tmp_path, cli_env):
+    cli_env = {k: v for k, v in cli_env.items() if k != "LLCTL_STORE__URL"}  # the URL in llctl.yaml is the one read
     ws = tmp_path / "new"
     url = "sqlite:///" + str(tmp_path / "new" / "state #1.db")  # a '#' survives YAML
     r = run_cli(["init", str(ws), "--store-url", url, "--json"], cwd=tmp_path, env=cli_env)
