@@ -41,6 +41,12 @@ class FeatureSpec(_Section):
     categories: list[str] | None = None
 
 
+def _duration(v: str) -> str:
+    """A duration setting (``duration_seconds`` refuses a bad one), stripped."""
+    duration_seconds(v)
+    return v.strip()
+
+
 def _distinct(items: list[Any], what: str) -> list[Any]:
     """``items`` (each with a ``name``), refused when two share a name."""
     names = [i.name for i in items]
@@ -178,11 +184,7 @@ class TrainingSettings(_Section):
     min_new_rows: int = Field(1000, ge=1)
     max_wait: str = "24h"
 
-    @field_validator("max_wait")
-    @classmethod
-    def _duration(cls, v: str) -> str:
-        duration_seconds(v)
-        return v.strip()
+    _max_wait = field_validator("max_wait")(classmethod(lambda cls, v: _duration(v)))
 
 
 class ValidationSettings(_Section):
@@ -203,11 +205,7 @@ class ValidationSettings(_Section):
     # for people to catch what they missed); imported golden sets count at once. E.g. 0s, 30m, 6h.
     golden_min_age: str = "0s"
 
-    @field_validator("golden_min_age")
-    @classmethod
-    def _age(cls, v: str) -> str:
-        duration_seconds(v)
-        return v.strip()
+    _golden_min_age = field_validator("golden_min_age")(classmethod(lambda cls, v: _duration(v)))
 
     @field_validator("min_metrics")
     @classmethod

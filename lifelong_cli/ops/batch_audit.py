@@ -33,8 +33,7 @@ REGRESSION_MIN_KS = 0.2  # a regression label's distribution must move at least 
 # ------------------------------------------------------------------------------------------ label audit
 
 
-def label_audit(ctx, data, schema: DataSchema, refs, rules, *, source: str, labelled: pa.Table,
-                batch_kind: str) -> dict[str, Any]:
+def label_audit(ctx, data, schema: DataSchema, refs, rules, *, source: str, labelled: pa.Table) -> dict[str, Any]:
     """Audit ``labelled`` (key and label, plus the features when the batch is an examples batch) of a
     batch from ``source``. Returns the audit document (stored with the batch): the tests run, their
     figures, ``failed`` and, when failed and ``data.label_audit.on_fail`` is hold, ``hold``."""
@@ -56,7 +55,7 @@ def label_audit(ctx, data, schema: DataSchema, refs, rules, *, source: str, labe
         dist = _class_shares(ref[schema.label], labelled[schema.label])
     else:
         dist = _value_shift(ref[schema.label], labelled[schema.label])
-    agree = _agreement(ctx, data, schema, refs, ref, labelled, batch_kind, cfg.min_rows) if classification else []
+    agree = _agreement(ctx, data, schema, refs, ref, labelled, cfg.min_rows) if classification else []
     n_tests = 1 + len(agree)
     alpha = cfg.alpha / n_tests
     dist["failed"] = bool(dist["p_value"] < alpha and dist["effect"] >= (
@@ -165,8 +164,7 @@ def _value_shift(before: pa.ChunkedArray, now: pa.ChunkedArray) -> dict[str, Any
             "now": float(np.median(b)), "before": float(np.median(a))}
 
 
-def _agreement(ctx, data, schema: DataSchema, refs, ref: pa.Table, labelled: pa.Table, batch_kind: str,
-               min_rows: int) -> list[dict[str, Any]]:
+def _agreement(ctx, data, schema: DataSchema, refs, ref: pa.Table, labelled: pa.Table, min_rows: int) -> list[dict[str, Any]]:
     """Per predicted class of the stable version: how often the labels say otherwise, now against
     the reference. Empty when there is no stable version or too few rows have their features."""
 

@@ -562,8 +562,7 @@ def _checks(ctx, data, schema, refs, rules, *, kind: str, source: str, sample, l
         labelled = pa.concat_tables(labels) if labels else None
     audit_doc = None
     if labelled is not None and not redelivery and labelled.num_rows:
-        audit_doc = batch_audit.label_audit(ctx, data, schema, refs, rules, source=source, labelled=labelled,
-                                            batch_kind=kind)
+        audit_doc = batch_audit.label_audit(ctx, data, schema, refs, rules, source=source, labelled=labelled)
         hold = hold or audit_doc.get("hold")
     return drift_doc, audit_doc, hold
 
